@@ -108,13 +108,29 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
+/// Run `f(row_index, row)` over the rows of `out` (each `row_len` long), in parallel when the
+/// `parallel` feature is on (native builds; the wasm Worker stays single-threaded).
+fn for_each_row(out: &mut [u8], row_len: usize, f: impl Fn(usize, &mut [u8]) + Sync + Send) {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(row_len)
+            .enumerate()
+            .with_min_len(8)
+            .for_each(|(y, row)| f(y, row));
+    }
+    #[cfg(not(feature = "parallel"))]
+    out.chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(y, row)| f(y, row));
+}
+
 /// Horizontal pass over rows `y0..y0 + rows` of `src` (width `w`, `C` channels).
 fn horizontal<const C: usize>(src: &[u8], w: usize, y0: usize, rows: usize, c: &Coeffs) -> Vec<u8> {
     let out_w = c.bounds.len();
     let mut out = vec![0u8; out_w * rows * C];
-    for y in 0..rows {
+    for_each_row(&mut out, out_w * C, |y, dst| {
         let line = &src[(y0 + y) * w * C..(y0 + y + 1) * w * C];
-        let dst = &mut out[y * out_w * C..(y + 1) * out_w * C];
         for (xx, &(xmin, count)) in c.bounds.iter().enumerate() {
             let k = &c.weights[xx * c.ksize..xx * c.ksize + count];
             let mut acc = [1i32 << (PRECISION_BITS - 1); C];
@@ -128,7 +144,7 @@ fn horizontal<const C: usize>(src: &[u8], w: usize, y0: usize, rows: usize, c: &
                 dst[xx * C + ch] = clip8(acc[ch]);
             }
         }
-    }
+    });
     out
 }
 
@@ -137,20 +153,20 @@ fn vertical<const C: usize>(src: &[u8], w: usize, c: &Coeffs, shift: usize) -> V
     let out_h = c.bounds.len();
     let stride = w * C;
     let mut out = vec![0u8; out_h * stride];
-    let mut acc = vec![0i32; stride];
-    for (yy, &(ymin, count)) in c.bounds.iter().enumerate() {
+    for_each_row(&mut out, stride, |yy, dst| {
+        let (ymin, count) = c.bounds[yy];
         let k = &c.weights[yy * c.ksize..yy * c.ksize + count];
-        acc.fill(1 << (PRECISION_BITS - 1));
+        let mut acc = vec![1i32 << (PRECISION_BITS - 1); stride];
         for (i, &kw) in k.iter().enumerate() {
             let row = &src[(ymin - shift + i) * stride..(ymin - shift + i + 1) * stride];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += i32::from(p) * kw;
             }
         }
-        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
+        for (o, &a) in dst.iter_mut().zip(&acc) {
             *o = clip8(a);
         }
-    }
+    });
     out
 }
 

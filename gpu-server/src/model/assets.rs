@@ -38,7 +38,7 @@ const U2NETP_BPK: &str = "u2netp.bpk";
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     #[error(
-        "U²-Netp weights not found at {0}; run `gpu-server setup` (or `scripts/setup`) to fetch and convert them"
+        "U²-Netp weights not found at {0}; run `gpu-server setup` to fetch and convert them (scripts/run and scripts/test do it for you)"
     )]
     Missing(PathBuf),
     #[error(

@@ -42,6 +42,23 @@ fn pad(inputs: &[Input<'_>], p: &Conv3x3, b: usize, tile: usize) -> Padded {
     let d = p.dilation;
     let stride = p.width.div_ceil(tile) * tile + 2 * d;
     let rows = p.height + 2 * d;
+    Padded {
+        data: pad_to(inputs, p, b, rows, stride),
+        stride,
+        rows,
+    }
+}
+
+/// Batch item `b` of the concatenated inputs as `[cin][rows][stride]`, zero everywhere except
+/// the image, which sits `dilation` rows and columns in from the top left.
+pub(super) fn pad_to(
+    inputs: &[Input<'_>],
+    p: &Conv3x3,
+    b: usize,
+    rows: usize,
+    stride: usize,
+) -> Vec<f32> {
+    let d = p.dilation;
     let mut data = vec![0.0f32; p.cin * rows * stride];
     let plane = p.height * p.width;
     let mut ci = 0;
@@ -55,7 +72,7 @@ fn pad(inputs: &[Input<'_>], p: &Conv3x3, b: usize, tile: usize) -> Padded {
             ci += 1;
         }
     }
-    Padded { data, stride, rows }
+    data
 }
 
 /// Weights regrouped per block of `cb` output channels as `[ci][ky][kx][cb]`, so the `cb`
@@ -94,6 +111,17 @@ pub fn conv3x3(
     residual: Option<&[f32]>,
     p: &Conv3x3,
 ) -> Vec<f32> {
+    conv3x3_on(inputs, weight, bias, residual, p, avx512_available())
+}
+
+fn conv3x3_on(
+    inputs: &[Input<'_>],
+    weight: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    p: &Conv3x3,
+    avx512: bool,
+) -> Vec<f32> {
     let plane = p.height * p.width;
     for input in inputs {
         assert_eq!(
@@ -125,7 +153,6 @@ pub fn conv3x3(
     }
     let mut out = vec![0.0f32; p.batch * p.cout * p.height * p.width];
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let avx512 = avx512_available();
     for b in 0..p.batch {
         let padded = pad(inputs, p, b, tile);
         (0..p.height).into_par_iter().for_each(|y| {

@@ -8,7 +8,8 @@
 //!
 //! - [`conv2d`]: 3×3 stride-1 "same" convolutions (dilated or not) with the channel
 //!   concatenation of the inputs, bias, ReLU and a residual add fused into one pass
-//!   ([`conv3x3`]). Flex's generic path converts layouts on every call and runs `cat`, bias,
+//!   ([`conv3x3`], or Winograd F(4×4, 3×3) for the large undilated ones: [`winograd`]).
+//!   Flex's generic path converts layouts on every call and runs `cat`, bias,
 //!   activation and add as separate passes over memory.
 //! - [`max_pool2x`]: 2×2/2 max pooling with `ceil_mode` ([`pool`]).
 //! - [`upsample_bilinear`]: half-pixel bilinear resize ([`upsample`]).
@@ -16,6 +17,7 @@
 pub mod conv3x3;
 pub mod pool;
 pub mod upsample;
+pub mod winograd;
 
 use std::borrow::Cow;
 
@@ -144,7 +146,12 @@ fn conv2d_flex(
         dilation: d,
         relu: act == Activation::Relu,
     };
-    let out = conv3x3::conv3x3(
+    let kernel = if winograd::suitable(&params) {
+        winograd::conv3x3
+    } else {
+        conv3x3::conv3x3
+    };
+    let out = kernel(
         &parts,
         &f32_slice(&weight)?,
         &f32_slice(&bias)?,

@@ -1,0 +1,441 @@
+//! Winograd F(4×4, 3×3) for the large undilated 3×3 convolutions (Lavin & Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2015).
+//!
+//! Each 4×4 output tile needs 36 multiplies per (input, output) channel pair instead of 144:
+//! `Y = Aᵀ [ Σ_ci (G g Gᵀ) ⊙ (Bᵀ d B) ] A`. The sum over input channels is 36 independent
+//! matrix products `M[ξ] = U[ξ] · V[ξ]`, computed with the same register blocking as the direct
+//! kernel (8 output channels × 32 tiles, broadcast weights). Tiles are processed in blocks of 32
+//! per thread; the input and output transforms run on 16 tiles at once (gather/scatter). Needs
+//! AVX-512F; callers use [`super::conv3x3`]'s direct kernel otherwise.
+//!
+//! Accuracy: F(4×4, 3×3) in f32 differs from direct convolution by ~1e-6 relative, well inside
+//! the model's parity bound (the parity tests run through this path).
+
+// The transforms are small matrix formulas; indices read closer to the maths than iterators.
+#![allow(clippy::needless_range_loop)]
+
+use rayon::prelude::*;
+
+use super::conv3x3::{Conv3x3, Input};
+
+const LANES: usize = 16;
+/// Tiles per block: two vectors of 16.
+const TB: usize = 32;
+const NV: usize = TB / LANES;
+/// Output channels per register block.
+const CB: usize = 8;
+
+/// Whether this path applies and pays off for a convolution.
+pub fn suitable(p: &Conv3x3) -> bool {
+    avx512()
+        && p.dilation == 1
+        && p.height >= 8
+        && p.width >= 8
+        && p.cin >= 8
+        && p.cout.is_multiple_of(CB)
+}
+
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `G g Gᵀ` for every (co, ci), laid out `[ξ][co / CB][ci][CB]` for the micro-kernel.
+fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    const G: [[f32; 3]; 6] = [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+    let blocks = cout / CB;
+    let mut u = vec![0.0f32; 36 * cout * cin];
+    for co in 0..cout {
+        for ci in 0..cin {
+            let g = &w[(co * cin + ci) * 9..][..9];
+            // t = G g  (6×3)
+            let mut t = [[0.0f32; 3]; 6];
+            for (i, ti) in t.iter_mut().enumerate() {
+                for (j, tij) in ti.iter_mut().enumerate() {
+                    *tij = (0..3).map(|k| G[i][k] * g[k * 3 + j]).sum();
+                }
+            }
+            // U = t Gᵀ (6×6)
+            for i in 0..6 {
+                for j in 0..6 {
+                    let v: f32 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
+                    let xi = i * 6 + j;
+                    u[((xi * blocks + co / CB) * cin + ci) * CB + co % CB] = v;
+                }
+            }
+        }
+    }
+    u
+}
+
+thread_local! {
+    /// Per-thread transformed inputs `V` and products `M`, reused across blocks and calls.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each tile block scatters only to its own tiles' pixels.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Same contract as [`super::conv3x3::conv3x3`], for `dilation == 1` when [`suitable`].
+pub fn conv3x3(
+    inputs: &[Input<'_>],
+    weight: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    p: &Conv3x3,
+) -> Vec<f32> {
+    assert!(suitable(p), "winograd path used outside its domain: {p:?}");
+    let (th, tw) = (p.height.div_ceil(4), p.width.div_ceil(4));
+    // Tiles run in segments of 16 (one vector) along a tile row; blocks hold up to NV segments.
+    let segments = tw.div_ceil(LANES);
+    // The input padded by 1 (the conv's own padding) and out to whole segments, plus the 4
+    // columns the last tile's window reaches past its segment.
+    let (rows, stride) = (4 * th + 2, 4 * LANES * segments + 4);
+    let u = transform_weights(weight, p.cin, p.cout);
+    let plane = p.height * p.width;
+    let mut out = vec![0.0f32; p.batch * p.cout * plane];
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let blocks: Vec<(usize, usize, usize)> = (0..th)
+        .flat_map(|ty| {
+            (0..segments)
+                .step_by(NV)
+                .map(move |s| (ty, s * LANES, (segments - s).min(NV)))
+        })
+        .collect();
+    for b in 0..p.batch {
+        let padded = super::conv3x3::pad_to(inputs, p, b, rows, stride);
+        let res = residual.map(|r| &r[b * p.cout * plane..][..p.cout * plane]);
+        blocks.par_iter().for_each(|&(ty, tx0, nv)| {
+            SCRATCH.with_borrow_mut(|(v, m)| {
+                // Every element read is written first, so the buffers need no clearing.
+                v.resize(36 * p.cin * TB, 0.0);
+                m.resize(36 * CB * TB, 0.0);
+                let block = Block {
+                    input: &padded,
+                    stride,
+                    in_plane: rows * stride,
+                    ty,
+                    tx0,
+                    u: &u,
+                    bias,
+                    residual: res,
+                    out: out_ptr.get().wrapping_add(b * p.cout * plane),
+                };
+                // SAFETY: AVX-512F checked by `suitable`; loads stay inside the padded input
+                // (its stride covers whole segments plus the window overhang); stores are
+                // masked to the image and each block writes only its own tiles.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    if nv == 2 {
+                        block.run::<2>(v, m, p);
+                    } else {
+                        block.run::<1>(v, m, p);
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (block, nv, v, m);
+            });
+        });
+    }
+    out
+}
+
+/// Up to `NV` segments of 16 tiles on tile row `ty`, starting at tile column `tx0`.
+struct Block<'a> {
+    input: &'a [f32],
+    stride: usize,
+    in_plane: usize,
+    ty: usize,
+    tx0: usize,
+    u: &'a [f32],
+    bias: &'a [f32],
+    residual: Option<&'a [f32]>,
+    out: *mut f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block<'_> {
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run<const N: usize>(&self, v: &mut [f32], m: &mut [f32], p: &Conv3x3) {
+        use std::arch::x86_64::*;
+        // Lane l of a de-interleaved vector k holds column 4·l + k of a 64-column span.
+        let pick: [__m512i; 4] = std::array::from_fn(|k| {
+            let idx: [i32; 16] = std::array::from_fn(|l| ((4 * l + k) % 32) as i32);
+            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+        });
+        // 1. V[ξ][ci][tile] = Bᵀ d B, for every input channel and segment.
+        for ci in 0..p.cin {
+            for j in 0..N {
+                let col0 = 4 * (self.tx0 + j * LANES);
+                let mut d = [[_mm512_setzero_ps(); 6]; 6];
+                for (r, dr) in d.iter_mut().enumerate() {
+                    let row = unsafe {
+                        self.input
+                            .as_ptr()
+                            .add(ci * self.in_plane + (4 * self.ty + r) * self.stride + col0)
+                    };
+                    let load = |off: usize| -> [__m512; 4] {
+                        std::array::from_fn(|q| unsafe { _mm512_loadu_ps(row.add(off + 16 * q)) })
+                    };
+                    let (a, b) = (load(0), load(4));
+                    let split = |x: &[__m512; 4], k: usize| {
+                        let lo = _mm512_permutex2var_ps(x[0], pick[k], x[1]);
+                        let hi = _mm512_permutex2var_ps(x[2], pick[k], x[3]);
+                        _mm512_shuffle_f32x4::<0x44>(lo, hi)
+                    };
+                    *dr = [
+                        split(&a, 0),
+                        split(&a, 1),
+                        split(&a, 2),
+                        split(&a, 3),
+                        split(&b, 0),
+                        split(&b, 1),
+                    ];
+                }
+                // Columns then rows: t = Bᵀ d, V = t B.
+                let mut t = [[_mm512_setzero_ps(); 6]; 6];
+                for c in 0..6 {
+                    let col = bt([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
+                    for r in 0..6 {
+                        t[r][c] = col[r];
+                    }
+                }
+                for (r, tr) in t.iter().enumerate() {
+                    for (c, &val) in bt(*tr).iter().enumerate() {
+                        let at = ((r * 6 + c) * p.cin + ci) * TB + j * LANES;
+                        unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(at), val) };
+                    }
+                }
+            }
+        }
+        // Output stores: lanes interleave back to columns 4·l + j.
+        let zip: [__m512i; 4] = std::array::from_fn(|h| {
+            let idx: [i32; 16] = std::array::from_fn(|i| {
+                let (l, jj) = (i / 4 + 4 * (h % 2), i % 4);
+                // First pair vector holds (y0, y1) interleaved, second (y2, y3).
+                let pair_lane = 2 * (l % 8) + (jj % 2);
+                (if jj < 2 { pair_lane } else { 16 + pair_lane }) as i32
+            });
+            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+        });
+        let pair: [__m512i; 2] = std::array::from_fn(|h| {
+            let idx: [i32; 16] =
+                std::array::from_fn(|i| (8 * h + i / 2 + if i % 2 == 1 { 16 } else { 0 }) as i32);
+            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+        });
+        let blocks = p.cout / CB;
+        let plane = p.height * p.width;
+        for blk in 0..blocks {
+            // 2. M[ξ][c][tile] = Σ_ci U[ξ][blk·8 + c][ci] · V[ξ][ci][tile]
+            for xi in 0..36 {
+                let mut acc = [[_mm512_setzero_ps(); N]; CB];
+                let ub = unsafe { self.u.as_ptr().add((xi * blocks + blk) * p.cin * CB) };
+                let vb = unsafe { v.as_ptr().add(xi * p.cin * TB) };
+                for ci in 0..p.cin {
+                    let vv: [__m512; N] = std::array::from_fn(|j| unsafe {
+                        _mm512_loadu_ps(vb.add(ci * TB + j * LANES))
+                    });
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        let w = _mm512_set1_ps(unsafe { *ub.add(ci * CB + c) });
+                        for j in 0..N {
+                            a[j] = _mm512_fmadd_ps(w, vv[j], a[j]);
+                        }
+                    }
+                }
+                for (c, a) in acc.iter().enumerate() {
+                    for (j, &aj) in a.iter().enumerate() {
+                        unsafe {
+                            _mm512_storeu_ps(m.as_mut_ptr().add((xi * CB + c) * TB + j * LANES), aj)
+                        };
+                    }
+                }
+            }
+            // 3. Y = Aᵀ M A, then bias, activation, residual, stored row by row.
+            for c in 0..CB {
+                let co = blk * CB + c;
+                let bias = _mm512_set1_ps(self.bias[co]);
+                for j in 0..N {
+                    let mut s = [[_mm512_setzero_ps(); 6]; 4];
+                    for col in 0..6 {
+                        let mc: [__m512; 6] = std::array::from_fn(|r| unsafe {
+                            _mm512_loadu_ps(
+                                m.as_ptr().add(((r * 6 + col) * CB + c) * TB + j * LANES),
+                            )
+                        });
+                        for (r, val) in at(mc).into_iter().enumerate() {
+                            s[r][col] = val;
+                        }
+                    }
+                    let x0 = 4 * (self.tx0 + j * LANES);
+                    for (i, si) in s.iter().enumerate() {
+                        let y = 4 * self.ty + i;
+                        if y >= p.height {
+                            break;
+                        }
+                        let yv = at(*si);
+                        let p01 = [
+                            _mm512_permutex2var_ps(yv[0], pair[0], yv[1]),
+                            _mm512_permutex2var_ps(yv[0], pair[1], yv[1]),
+                        ];
+                        let p23 = [
+                            _mm512_permutex2var_ps(yv[2], pair[0], yv[3]),
+                            _mm512_permutex2var_ps(yv[2], pair[1], yv[3]),
+                        ];
+                        for q in 0..4 {
+                            let x = x0 + 16 * q;
+                            if x >= p.width {
+                                break;
+                            }
+                            let left = p.width - x;
+                            let mask: __mmask16 = if left >= 16 { !0 } else { (1u16 << left) - 1 };
+                            let mut val = _mm512_add_ps(
+                                _mm512_permutex2var_ps(p01[q / 2], zip[q], p23[q / 2]),
+                                bias,
+                            );
+                            if p.relu {
+                                val = _mm512_max_ps(val, _mm512_setzero_ps());
+                            }
+                            let at = co * plane + y * p.width + x;
+                            if let Some(r) = self.residual {
+                                val = _mm512_add_ps(val, unsafe {
+                                    _mm512_maskz_loadu_ps(mask, r.as_ptr().add(at))
+                                });
+                            }
+                            unsafe { _mm512_mask_storeu_ps(self.out.add(at), mask, val) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Bᵀ x` for F(4×4, 3×3).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn bt(d: [std::arch::x86_64::__m512; 6]) -> [std::arch::x86_64::__m512; 6] {
+    use std::arch::x86_64::*;
+    let s = _mm512_set1_ps;
+    let (add, sub, fma) = (_mm512_add_ps, _mm512_sub_ps, _mm512_fmadd_ps);
+    // 4 d0 - 5 d2 + d4
+    let o0 = fma(s(4.0), d[0], fma(s(-5.0), d[2], d[4]));
+    // ±4 d1 - 4 d2 ∓ d3 + d4 -> a = d4 - 4 d2, b = 4 d1 - d3
+    let a = fma(s(-4.0), d[2], d[4]);
+    let b = fma(s(4.0), d[1], _mm512_sub_ps(_mm512_setzero_ps(), d[3]));
+    let o1 = sub(a, b);
+    let o2 = add(a, b);
+    // ∓2 d1 - d2 ± 2 d3 + d4 -> c = d4 - d2, e = 2 (d3 - d1)
+    let c = sub(d[4], d[2]);
+    let e = _mm512_mul_ps(s(2.0), sub(d[3], d[1]));
+    let o3 = add(c, e);
+    let o4 = sub(c, e);
+    // 4 d1 - 5 d3 + d5
+    let o5 = fma(s(4.0), d[1], fma(s(-5.0), d[3], d[5]));
+    [o0, o1, o2, o3, o4, o5]
+}
+
+/// `Aᵀ m` for F(4×4, 3×3).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn at(m: [std::arch::x86_64::__m512; 6]) -> [std::arch::x86_64::__m512; 4] {
+    use std::arch::x86_64::*;
+    let s = _mm512_set1_ps;
+    let (add, sub, fma) = (_mm512_add_ps, _mm512_sub_ps, _mm512_fmadd_ps);
+    let p12 = add(m[1], m[2]);
+    let m12 = sub(m[1], m[2]);
+    let p34 = add(m[3], m[4]);
+    let m34 = sub(m[3], m[4]);
+    let o0 = add(add(m[0], p12), p34);
+    let o1 = fma(s(2.0), m34, m12);
+    let o2 = fma(s(4.0), p34, p12);
+    let o3 = add(fma(s(8.0), m34, m12), m[5]);
+    [o0, o1, o2, o3]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv3x3::{Conv3x3, Input, naive};
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).max(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_definition() {
+        if !avx512() {
+            eprintln!("no AVX-512F on this CPU: the Winograd path is never used here");
+            return;
+        }
+        for (cin, cout, h, w) in [
+            (16, 8, 8, 8),
+            (32, 16, 13, 37),
+            (64, 64, 20, 20),
+            (9, 24, 33, 9),
+            (16, 8, 10, 150),
+        ] {
+            for (relu, with_res) in [(false, false), (true, true)] {
+                let p = Conv3x3 {
+                    batch: 2,
+                    cin,
+                    cout,
+                    height: h,
+                    width: w,
+                    dilation: 1,
+                    relu,
+                };
+                let x = data(p.batch * cin * h * w, 1);
+                let wt = data(cout * cin * 9, 2);
+                let b = data(cout, 3);
+                let res = data(p.batch * cout * h * w, 4);
+                let r = with_res.then_some(res.as_slice());
+                let got = conv3x3(
+                    &[Input {
+                        data: &x,
+                        channels: cin,
+                    }],
+                    &wt,
+                    &b,
+                    r,
+                    &p,
+                );
+                let want = naive(&x, &wt, &b, r, &p);
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(err < 1e-3, "{p:?}: max abs {err}");
+            }
+        }
+    }
+}
