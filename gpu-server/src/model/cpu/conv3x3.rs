@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::{OutPtr, avx512};
+
 /// Shape and options of one convolution.
 #[derive(Debug, Clone, Copy)]
 pub struct Conv3x3 {
@@ -89,19 +91,6 @@ fn pack_weights(w: &[f32], cin: usize, co0: usize, cb: usize) -> Vec<f32> {
     out
 }
 
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a disjoint set of output rows.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// Taking the pointer through a method makes closures capture the whole (Sync) wrapper.
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// `y[b, co, h, w] = act(bias[co] + Σ w[co, ci, ky, kx] · x[b, ci, h + (ky-1)d, w + (kx-1)d])
 /// + residual[b, co, h, w]`, where `x` is the channel concatenation of `inputs`.
 pub fn conv3x3(
@@ -111,7 +100,7 @@ pub fn conv3x3(
     residual: Option<&[f32]>,
     p: &Conv3x3,
 ) -> Vec<f32> {
-    conv3x3_on(inputs, weight, bias, residual, p, avx512_available())
+    conv3x3_on(inputs, weight, bias, residual, p, avx512())
 }
 
 fn conv3x3_on(
@@ -172,17 +161,6 @@ fn conv3x3_on(
         });
     }
     out
-}
-
-fn avx512_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// One output row for one block of output channels.
@@ -359,27 +337,16 @@ pub fn naive(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_data;
     use super::*;
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).max(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
 
     /// Split `x` into two concatenated inputs (when it has two channels or more) and compare.
     fn check(p: Conv3x3, with_residual: bool) {
         let plane = p.height * p.width;
-        let x = data(p.batch * p.cin * plane, 1);
-        let w = data(p.cout * p.cin * 9, 2);
-        let b = data(p.cout, 3);
-        let res = data(p.batch * p.cout * plane, 4);
+        let x = test_data(p.batch * p.cin * plane, 1);
+        let w = test_data(p.cout * p.cin * 9, 2);
+        let b = test_data(p.cout, 3);
+        let res = test_data(p.batch * p.cout * plane, 4);
         let residual = with_residual.then_some(res.as_slice());
         // The first input takes the first `c1` channels of every batch item.
         let c1 = p.cin / 2;

@@ -180,6 +180,46 @@ fn f32_slice(t: &FlexTensor) -> Option<Cow<'_, [f32]>> {
     }
 }
 
+/// Whether this CPU has AVX-512F, which the fast kernels need (std caches the detection).
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// An output buffer's base pointer, shared by parallel tasks that each write a disjoint part.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the kernels hand each task its own rows or tiles; no two tasks write the same element.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Taking the pointer through a method makes closures capture the whole (Sync) wrapper.
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Deterministic values in [-1, 1] for kernel tests.
+#[cfg(test)]
+fn test_data(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
 fn wrap(data: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
     let tensor = FlexTensor::new(
         burn::tensor::Bytes::from_elems(data),

@@ -16,7 +16,10 @@
 
 use rayon::prelude::*;
 
-use super::conv3x3::{Conv3x3, Input};
+use super::{
+    OutPtr, avx512,
+    conv3x3::{Conv3x3, Input},
+};
 
 const LANES: usize = 16;
 /// Tiles per block: two vectors of 16.
@@ -33,17 +36,6 @@ pub fn suitable(p: &Conv3x3) -> bool {
         && p.width >= 8
         && p.cin >= 8
         && p.cout.is_multiple_of(CB)
-}
-
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// `G g Gᵀ` for every (co, ci), laid out `[ξ][co / CB][ci][CB]` for the micro-kernel.
@@ -84,17 +76,6 @@ fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 thread_local! {
     /// Per-thread transformed inputs `V` and products `M`, reused across blocks and calls.
     static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
-}
-
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each tile block scatters only to its own tiles' pixels.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Same contract as [`super::conv3x3::conv3x3`], for `dilation == 1` when [`suitable`].
@@ -375,20 +356,11 @@ fn at(m: [std::arch::x86_64::__m512; 6]) -> [std::arch::x86_64::__m512; 4] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv3x3::{Conv3x3, Input, naive};
+    use super::super::{
+        conv3x3::{Conv3x3, Input, naive},
+        test_data,
+    };
     use super::*;
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).max(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
 
     #[test]
     fn matches_the_definition() {
@@ -413,10 +385,10 @@ mod tests {
                     dilation: 1,
                     relu,
                 };
-                let x = data(p.batch * cin * h * w, 1);
-                let wt = data(cout * cin * 9, 2);
-                let b = data(cout, 3);
-                let res = data(p.batch * cout * h * w, 4);
+                let x = test_data(p.batch * cin * h * w, 1);
+                let wt = test_data(cout * cin * 9, 2);
+                let b = test_data(cout, 3);
+                let res = test_data(p.batch * cout * h * w, 4);
                 let r = with_res.then_some(res.as_slice());
                 let got = conv3x3(
                     &[Input {
