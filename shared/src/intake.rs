@@ -108,6 +108,17 @@ pub struct Decoded {
     pub format: ImageFormat,
 }
 
+impl Decoded {
+    /// The picture as 8-bit RGB (alpha dropped, as the models' reference preprocessing does),
+    /// borrowed when the decoder already produced that layout (most JPEGs).
+    pub fn rgb8(&self) -> std::borrow::Cow<'_, image::RgbImage> {
+        match self.image.as_rgb8() {
+            Some(rgb) => std::borrow::Cow::Borrowed(rgb),
+            None => std::borrow::Cow::Owned(self.image.to_rgb8()),
+        }
+    }
+}
+
 /// Sniff, check limits, decode and apply the EXIF orientation.
 ///
 /// Every colour type the decoders produce (grey, grey+alpha, RGB, RGBA, 16-bit, CMYK JPEGs,

@@ -47,14 +47,26 @@ fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
     (times[times.len() / 2], times[0], times[times.len() - 1])
 }
 
-fn cutout_png(seg: &Segmenter, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// The cut-out as PNG bytes, and the milliseconds spent in decode, mask (preprocess,
+/// inference, postprocess), compose and encode.
+fn cutout_png(seg: &Segmenter, bytes: &[u8]) -> anyhow::Result<(Vec<u8>, [f64; 4])> {
+    let mut stages = [0.0; 4];
+    let mut lap = {
+        let mut t = Instant::now();
+        move |stage: &mut f64| {
+            *stage = t.elapsed().as_secs_f64() * 1e3;
+            t = Instant::now();
+        }
+    };
     let decoded = intake::decode(bytes, &Limits::default())?;
-    let mask = seg
-        .masks(&[&decoded.image.to_rgb8()])
-        .pop()
-        .expect("one mask");
+    lap(&mut stages[0]);
+    let mask = seg.masks(&[&decoded.rgb8()]).pop().expect("one mask");
+    lap(&mut stages[1]);
     let out = compose::compose(&decoded.image, &mask, OutputType::Rgba);
-    encode::encode(&out, OutputFormat::Png).map_err(anyhow::Error::msg)
+    lap(&mut stages[2]);
+    let png = encode::encode(&out, OutputFormat::Png).map_err(anyhow::Error::msg)?;
+    lap(&mut stages[3]);
+    Ok((png, stages))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -63,10 +75,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(photo) = &args.photo {
         let bytes = std::fs::read(photo)?;
-        let png_bytes = cutout_png(&seg, &bytes)?.len();
+        let png_bytes = cutout_png(&seg, &bytes)?.0.len();
+        let mut per_stage: Vec<[f64; 4]> = Vec::new();
         let (median, min, max) = time(args.warmup, args.iters, || {
-            cutout_png(&seg, &bytes).expect("the photo decoded once already");
+            let (_, stages) = cutout_png(&seg, &bytes).expect("the photo decoded once already");
+            per_stage.push(stages);
         });
+        let stage_median = |i: usize| {
+            let mut v: Vec<f64> = per_stage.iter().map(|s| s[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
         println!(
             "{}",
             serde_json::json!({
@@ -75,6 +94,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "photo": photo,
                 "png_bytes": png_bytes,
                 "median_ms": median,
+                "stages_median_ms": {
+                    "decode": stage_median(0),
+                    "mask": stage_median(1),
+                    "compose": stage_median(2),
+                    "encode_png": stage_median(3),
+                },
                 "min_ms": min,
                 "max_ms": max,
             })

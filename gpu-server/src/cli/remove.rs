@@ -95,7 +95,7 @@ fn output_path(args: &RemoveArgs, single: bool, input: &Path) -> PathBuf {
 fn process(seg: &Segmenter, args: &RemoveArgs, input: &Path, output: &Path) -> anyhow::Result<()> {
     let bytes = fs::read(input).context("cannot read the file")?;
     let decoded = intake::decode(&bytes, &Limits::default())?;
-    let rgb = decoded.image.to_rgb8();
+    let rgb = decoded.rgb8();
     let mut mask = seg.masks(&[&rgb]).pop().expect("one mask per photo");
     compose::refine_mask(
         &mut mask,
