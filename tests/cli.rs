@@ -109,3 +109,27 @@ fn bad_arguments_are_refused_clearly() {
     let result = output(gpu_server().args(["remove", "--threshold", "2", "-o", "x.png", "y.png"]));
     assert!(String::from_utf8_lossy(&result.stderr).contains("outside 0..1"));
 }
+
+#[test]
+fn names_with_dots_keep_their_stem_and_collisions_are_reported() {
+    let input = scratch("cli-dots-in");
+    let other = scratch("cli-dots-other");
+    let out = scratch("cli-dots-out");
+    fs::copy(fixture("u2netp/coffee.png"), input.join("rex.v2.png")).unwrap();
+    fs::copy(fixture("u2netp/coffee.png"), input.join("rex.png")).unwrap();
+    fs::copy(fixture("u2netp/coffee.png"), other.join("rex.png")).unwrap();
+    let result = output(
+        gpu_server()
+            .args(["remove", "--type", "mask", "-o"])
+            .arg(&out)
+            .arg(&input)
+            .arg(&other),
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        out.join("rex.v2.png").exists() && out.join("rex.png").exists(),
+        "{stderr}"
+    );
+    assert!(stderr.contains("another input already wrote"), "{stderr}");
+    assert!(stderr.contains("2 of 3 done, 1 skipped"), "{stderr}");
+}

@@ -86,10 +86,12 @@ fn output_path(args: &RemoveArgs, single: bool, input: &Path) -> PathBuf {
     if single && args.output.extension().is_some() && !args.output.is_dir() {
         return args.output.clone();
     }
-    let stem = input.file_stem().unwrap_or_default();
-    args.output
-        .join(stem)
-        .with_extension(args.format.extension())
+    // Append the extension to the stem as text: `with_extension` would replace the last dot's
+    // suffix of names such as `rex.v2.jpg`.
+    let mut name = input.file_stem().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(args.format.extension());
+    args.output.join(name)
 }
 
 fn process(seg: &Segmenter, args: &RemoveArgs, input: &Path, output: &Path) -> anyhow::Result<()> {
@@ -133,6 +135,7 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut failed = 0usize;
+    let mut written = std::collections::HashSet::new();
     for input in &files {
         bar.set_message(
             input
@@ -142,6 +145,18 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
                 .into_owned(),
         );
         let output = output_path(&args, single, input);
+        if !written.insert(output.clone()) {
+            failed += 1;
+            bar.suspend(|| {
+                eprintln!(
+                    "skipped {}: another input already wrote {}",
+                    input.display(),
+                    output.display()
+                )
+            });
+            bar.inc(1);
+            continue;
+        }
         match process(&seg, &args, input, &output) {
             Ok(()) => {
                 if files.len() == 1 {
