@@ -131,7 +131,11 @@ fn conv2d_flex(
         .collect();
     let weight = flex(&conv.weight.val())?;
     let bias = flex(&conv.bias.as_ref()?.val())?;
-    let residual = residual.map(flex).map(|r| r.ok_or(())).transpose().ok()?;
+    // A residual on another backend means the whole call takes Burn's path.
+    let residual = match residual {
+        Some(r) => Some(flex(r)?),
+        None => None,
+    };
     let residual_slice = match &residual {
         Some(r) => Some(f32_slice(r)?),
         None => None,
