@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_bytes: usize,
     /// Largest accepted width × height, read from the header before decoding.
     pub max_pixels: u64,
+    /// Smallest accepted width and height: a few pixels cannot hold a pet.
+    pub min_side: u32,
 }
 
 impl Default for Limits {
@@ -50,6 +52,7 @@ impl Default for Limits {
         Limits {
             max_bytes: 25 * 1000 * 1000,
             max_pixels: 50_000_000,
+            min_side: 16,
         }
     }
 }
@@ -67,6 +70,8 @@ pub enum IntakeError {
     TooManyPixels { width: u32, height: u32, limit: u64 },
     #[error("the image has no pixels ({width}×{height})")]
     ZeroSize { width: u32, height: u32 },
+    #[error("the image is {width}×{height} pixels; both sides must be at least {min} pixels")]
+    TooSmall { width: u32, height: u32, min: u32 },
     #[error("the image could not be decoded: {0}")]
     Corrupt(String),
 }
@@ -80,6 +85,7 @@ impl IntakeError {
             IntakeError::UnsupportedFormat => "unsupported_format",
             IntakeError::TooManyPixels { .. } => "image_too_large",
             IntakeError::ZeroSize { .. } => "invalid_image",
+            IntakeError::TooSmall { .. } => "image_too_small",
             IntakeError::Corrupt(_) => "invalid_image",
         }
     }
@@ -119,12 +125,33 @@ impl Decoded {
     }
 }
 
-/// Sniff, check limits, decode and apply the EXIF orientation.
-///
-/// Every colour type the decoders produce (grey, grey+alpha, RGB, RGBA, 16-bit, CMYK JPEGs,
-/// which the JPEG decoder converts to RGB) comes back as a [`DynamicImage`]; callers convert to
-/// the 8-bit layout they need.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IntakeError> {
+/// What an upload's header says, checked against the limits, without decoding any pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Whether a JPEG stops before its end-of-image marker. The decoder would fill the missing
+/// rows with grey; an upload cut short is better refused. Markers cannot occur inside
+/// entropy-coded data (0xFF is stuffed), so the last start-of-scan must have an EOI after it.
+fn jpeg_truncated(bytes: &[u8]) -> bool {
+    let last = |marker: u8| {
+        bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0xFF && w[1] == marker)
+    };
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi < sos,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+type Reader<'a> = ImageReader<Cursor<&'a [u8]>>;
+
+fn reader<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(ImageFormat, Reader<'a>), IntakeError> {
     let format = sniff(bytes)?;
     if bytes.len() > limits.max_bytes {
         return Err(IntakeError::TooLarge {
@@ -132,24 +159,41 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IntakeError> {
             limit: limits.max_bytes,
         });
     }
+    if format == ImageFormat::Jpeg && jpeg_truncated(bytes) {
+        return Err(IntakeError::Corrupt(
+            "the JPEG file is incomplete (cut short during upload?)".into(),
+        ));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.to_image());
     let mut decode_limits = image::Limits::default();
     // The largest legitimate buffer is max_pixels of RGBA 16-bit (8 bytes a pixel), plus room
     // for the decoder's own working memory.
     decode_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8) + (64 << 20));
     reader.limits(decode_limits);
-    let corrupt = |e: image::ImageError| match e {
+    Ok((format, reader))
+}
+
+fn corrupt(limits: &Limits) -> impl Fn(image::ImageError) -> IntakeError + '_ {
+    |e| match e {
         image::ImageError::Limits(_) => IntakeError::TooManyPixels {
             width: 0,
             height: 0,
             limit: limits.max_pixels,
         },
         other => IntakeError::Corrupt(other.to_string()),
-    };
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
-    let (width, height) = decoder.dimensions();
+    }
+}
+
+fn check_size(width: u32, height: u32, limits: &Limits) -> Result<(), IntakeError> {
     if width == 0 || height == 0 {
         return Err(IntakeError::ZeroSize { width, height });
+    }
+    if width < limits.min_side || height < limits.min_side {
+        return Err(IntakeError::TooSmall {
+            width,
+            height,
+            min: limits.min_side,
+        });
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(IntakeError::TooManyPixels {
@@ -158,9 +202,35 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IntakeError> {
             limit: limits.max_pixels,
         });
     }
+    Ok(())
+}
+
+/// Sniff and check byte and pixel limits from the header alone (cheap: no pixel is decoded).
+pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Header, IntakeError> {
+    let (format, reader) = reader(bytes, limits)?;
+    let decoder = reader.into_decoder().map_err(corrupt(limits))?;
+    let (width, height) = decoder.dimensions();
+    check_size(width, height, limits)?;
+    Ok(Header {
+        format,
+        width,
+        height,
+    })
+}
+
+/// Sniff, check limits, decode and apply the EXIF orientation.
+///
+/// Every colour type the decoders produce (grey, grey+alpha, RGB, RGBA, 16-bit, CMYK JPEGs,
+/// which the JPEG decoder converts to RGB) comes back as a [`DynamicImage`]; callers convert to
+/// the 8-bit layout they need.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IntakeError> {
+    let (format, reader) = reader(bytes, limits)?;
+    let mut decoder = reader.into_decoder().map_err(corrupt(limits))?;
+    let (width, height) = decoder.dimensions();
+    check_size(width, height, limits)?;
     // A malformed EXIF block is not worth refusing a photo for: treat it as upright.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt(limits))?;
     image.apply_orientation(orientation);
     Ok(Decoded { image, format })
 }
@@ -232,6 +302,27 @@ mod tests {
             decode(&data, &Limits::default()).unwrap().image.width(),
             300
         );
+    }
+
+    #[test]
+    fn truncated_jpeg_is_refused() {
+        let img = RgbImage::from_fn(64, 64, |x, y| Rgb([x as u8 * 4, y as u8 * 4, 0]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode_image(&img)
+            .unwrap();
+        assert!(decode(&jpeg, &Limits::default()).is_ok());
+        let err = decode(&jpeg[..jpeg.len() - 40], &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), "invalid_image");
+        assert!(err.to_string().contains("incomplete"), "{err}");
+    }
+
+    #[test]
+    fn tiny_images_are_refused_from_the_header() {
+        let err = inspect(&png(1, 1), &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), "image_too_small");
+        let h = inspect(&png(16, 40), &Limits::default()).unwrap();
+        assert_eq!((h.format, h.width, h.height), (ImageFormat::Png, 16, 40));
     }
 
     #[test]

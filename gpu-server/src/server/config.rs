@@ -1,0 +1,206 @@
+//! Service settings: every one a flag and an environment variable, with defaults that work on a
+//! laptop. The original service's variable names are accepted as they were.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use shared::render::{Background, Gravity, Offset, RenderOptions, Watermark};
+
+use crate::cli::ModelArgs;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (Cloud Run sets PORT).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Processing cache: a folder, `file:///path`, `gs://bucket[/prefix]`, `s3://bucket[/prefix]`
+    /// (R2 with AWS_ENDPOINT), `memory://`, or a bare GCS bucket name. GCS_BUCKET_NAME is the
+    /// original service's name for it.
+    #[arg(long, env = "STORAGE_BUCKET", default_value = ".data/cache")]
+    pub storage_bucket: String,
+    /// Share images and kept results; same forms as STORAGE_BUCKET.
+    #[arg(long, env = "CUSTOMER_STORAGE_BUCKET", default_value = ".data/shares")]
+    pub customer_storage_bucket: String,
+    /// Seconds before a storage call is given up (cache misses then, shares 503).
+    #[arg(long, env = "STORAGE_TIMEOUT_SECS", default_value_t = 10)]
+    pub storage_timeout_secs: u64,
+
+    /// Public base URL for share links and og: tags, no trailing slash. Default: the request's Host.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+    /// Where the share page's "make your own" link points.
+    #[arg(long, env = "SHOP_URL", default_value = "/")]
+    pub shop_url: String,
+    /// Name shown on share pages.
+    #[arg(long, env = "SITE_NAME", default_value = "Pet Cutout")]
+    pub site_name: String,
+
+    /// HMAC secret for share tokens (shared with the edge Worker). Unset: a random one per
+    /// process, so tokens do not survive a restart.
+    #[arg(long, env = "SHARE_TOKEN_SECRET", hide_env_values = true)]
+    pub share_token_secret: Option<String>,
+    /// Lifetime of a share token, seconds.
+    #[arg(long, env = "SHARE_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub share_token_ttl_secs: u64,
+
+    /// Largest upload in bytes.
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 25_000_000)]
+    pub max_upload_bytes: usize,
+    /// Largest upload in pixels (width × height, read from the header before decoding).
+    #[arg(long, env = "MAX_PIXELS", default_value_t = 50_000_000)]
+    pub max_pixels: u64,
+
+    /// Images being processed at once (decoded, queued or in inference); beyond it: 503.
+    #[arg(long, env = "QUEUE_SIZE", default_value_t = 4)]
+    pub queue_size: usize,
+    /// Images inferred together (GPU). Default: 4 on a GPU backend, 1 on the CPU.
+    #[arg(long, env = "BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// How long the first request of a batch waits for others, milliseconds.
+    #[arg(long, env = "BATCH_WAIT_MS", default_value_t = 8)]
+    pub batch_wait_ms: u64,
+    /// Share renders at once; beyond it: 503.
+    #[arg(long, env = "RENDER_CONCURRENCY", default_value_t = 4)]
+    pub render_concurrency: usize,
+    /// Per-request time limit, seconds (a request waiting longer answers 503).
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 120)]
+    pub request_timeout_secs: u64,
+
+    /// Origins allowed to call the API from a browser, comma-separated (`*` for any).
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format: `json` (Cloud Logging) or `text`. Default: json on Cloud Run, text elsewhere.
+    #[arg(long, env = "LOG_FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Batch and use the GPU's faster paths (the original's flag).
+    #[arg(long, env = "ENABLE_GPU_OPTIMIZATIONS", default_value_t = false)]
+    pub enable_gpu_optimizations: bool,
+    /// InSPyReNet mode (`base` or `fast`), as the original; needs its checkpoint.
+    #[arg(long, env = "INSPIRENET_MODE")]
+    pub inspirenet_mode: Option<String>,
+    /// InSPyReNet resize (`static` or `dynamic`), as the original.
+    #[arg(long, env = "INSPIRENET_RESIZE")]
+    pub inspirenet_resize: Option<String>,
+    /// InSPyReNet input side for `static` resize, as the original.
+    #[arg(long, env = "TARGET_SIZE")]
+    pub target_size: Option<u32>,
+
+    /// Watermark logo (PNG with alpha). Default: the product's paw print.
+    #[arg(long, env = "WATERMARK_LOGO")]
+    pub watermark_logo: Option<PathBuf>,
+    /// Watermark text under the logo (for example the shop's name).
+    #[arg(long, env = "WATERMARK_TEXT")]
+    pub watermark_text: Option<String>,
+    /// Watermark position: nw, n, ne, w, center, e, sw, s, se or tile.
+    #[arg(long, env = "WATERMARK_GRAVITY", default_value = "se")]
+    pub watermark_gravity: String,
+    /// Distance from the edges: pixels (24) or a fraction of the shorter side (0.03, 3%).
+    #[arg(long, env = "WATERMARK_OFFSET", default_value = "0.03")]
+    pub watermark_offset: String,
+    /// Watermark opacity, 0..1.
+    #[arg(long, env = "WATERMARK_OPACITY", default_value_t = 0.85)]
+    pub watermark_opacity: f32,
+    /// Logo width relative to the shorter side.
+    #[arg(long, env = "WATERMARK_SCALE", default_value_t = 0.14)]
+    pub watermark_scale: f32,
+    /// Behind transparent cut-outs when shared: blur, white, #rrggbb or gradient:#top|#bottom.
+    #[arg(
+        long,
+        env = "SHARE_BACKGROUND",
+        default_value = "gradient:#faf6f0|#e2e8f0"
+    )]
+    pub share_background: String,
+}
+
+impl ServeArgs {
+    /// The processing-cache location, honouring the original's `GCS_BUCKET_NAME` when
+    /// `STORAGE_BUCKET` was not given.
+    pub fn cache_location(&self) -> String {
+        match std::env::var("GCS_BUCKET_NAME") {
+            Ok(name) if !name.is_empty() && std::env::var_os("STORAGE_BUCKET").is_none() => name,
+            _ => self.storage_bucket.clone(),
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        let gpu = !matches!(self.model.backend, crate::model::Backend::Cpu);
+        self.batch_size
+            .unwrap_or(if gpu || self.enable_gpu_optimizations {
+                4
+            } else {
+                1
+            })
+            .clamp(1, 64)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    pub fn storage_timeout(&self) -> Duration {
+        Duration::from_secs(self.storage_timeout_secs.max(1))
+    }
+
+    /// Share rendering settings, checked.
+    pub fn render_options(&self) -> anyhow::Result<RenderOptions> {
+        let logo = match &self.watermark_logo {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("WATERMARK_LOGO {}: {e}", path.display()))?;
+                Some(
+                    image::load_from_memory(&bytes)
+                        .map_err(|e| anyhow::anyhow!("WATERMARK_LOGO {}: {e}", path.display()))?
+                        .to_rgba8(),
+                )
+            }
+            None => Some(shared::render::default_logo()),
+        };
+        let watermark = Watermark {
+            logo,
+            text: self.watermark_text.clone().filter(|t| !t.trim().is_empty()),
+            gravity: self
+                .watermark_gravity
+                .parse::<Gravity>()
+                .map_err(anyhow::Error::msg)?,
+            offset: self
+                .watermark_offset
+                .parse::<Offset>()
+                .map_err(anyhow::Error::msg)?,
+            opacity: self.watermark_opacity.clamp(0.0, 1.0),
+            scale: self.watermark_scale.clamp(0.01, 1.0),
+        };
+        Ok(RenderOptions {
+            watermark,
+            background: self
+                .share_background
+                .parse::<Background>()
+                .map_err(anyhow::Error::msg)?,
+            ..RenderOptions::default()
+        })
+    }
+
+    /// Check the original's InSPyReNet settings. This build serves U²-Netp; InSPyReNet needs
+    /// its checkpoint, so asking for it is reported rather than silently ignored.
+    pub fn inspirenet_note(&self) -> Option<String> {
+        self.inspirenet_mode.as_ref().map(|mode| {
+            format!(
+                "INSPIRENET_MODE={mode} (resize {}, target {}) asked for InSPyReNet; no InSPyReNet checkpoint is configured, serving {}",
+                self.inspirenet_resize.as_deref().unwrap_or("static"),
+                self.target_size.unwrap_or(1024),
+                self.model.model
+            )
+        })
+    }
+}

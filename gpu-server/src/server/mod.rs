@@ -1,0 +1,155 @@
+//! The HTTP service: processing API, share flow, share pages, the web page and operations.
+//!
+//! `app(state)` builds the whole router (handler tests drive it with `oneshot`); `run` binds,
+//! serves and shuts down gracefully on SIGTERM (Cloud Run) or Ctrl-C.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+mod openapi;
+mod routes;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{Router, extract::DefaultBodyLimit};
+use shared::intake::Limits;
+use tokio::sync::Semaphore;
+
+pub use config::ServeArgs;
+pub use openapi::route_table;
+pub use state::AppState;
+
+use self::{engine::Engine, metrics::Metrics, state::Inner, storage::Store};
+
+/// Build the shared state from settings: opens storage, starts the inference worker.
+pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
+    let metrics = Metrics::new();
+    let batch_size = args.batch_size();
+    let observe: engine::BatchObserver = {
+        let seconds = metrics.inference_seconds.clone();
+        let sizes = metrics.batch_size.clone();
+        Arc::new(move |n, secs| {
+            seconds.observe(secs);
+            sizes.observe(n as f64);
+        })
+    };
+    let render = args.render_options()?;
+    let cache = Store::open(&args.cache_location(), args.storage_timeout())?;
+    let customer = Store::open(&args.customer_storage_bucket, args.storage_timeout())?;
+    let secret = match &args.share_token_secret {
+        Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
+        Some(_) => anyhow::bail!("SHARE_TOKEN_SECRET must be at least 16 characters"),
+        None => {
+            tracing::warn!(
+                "SHARE_TOKEN_SECRET is not set: using a random secret, share tokens will not survive a restart"
+            );
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            key
+        }
+    };
+    let queue = args.queue_size.max(1);
+    let engine = Engine::start(
+        args.model.model,
+        args.model.backend,
+        args.model.dir(),
+        queue + batch_size,
+        batch_size,
+        std::time::Duration::from_millis(args.batch_wait_ms),
+        observe,
+    );
+    let notes = args.inspirenet_note().into_iter().collect::<Vec<_>>();
+    for note in &notes {
+        tracing::warn!("{note}");
+    }
+    Ok(AppState(Arc::new(Inner {
+        engine,
+        cache,
+        customer,
+        metrics,
+        limits: Limits {
+            max_bytes: args.max_upload_bytes,
+            max_pixels: args.max_pixels,
+            ..Limits::default()
+        },
+        secret,
+        token_ttl: std::time::Duration::from_secs(args.share_token_ttl_secs.max(60)),
+        render_fingerprint: render.fingerprint(),
+        render,
+        process_slots: Arc::new(Semaphore::new(queue)),
+        render_slots: Arc::new(Semaphore::new(args.render_concurrency.max(1))),
+        request_timeout: args.request_timeout(),
+        public_base_url: args.public_base_url.clone(),
+        site_name: args.site_name.clone(),
+        shop_url: args.shop_url.clone(),
+        notes,
+        started: Instant::now(),
+    })))
+}
+
+/// The whole service.
+pub fn app(state: AppState, cors_origins: &[String]) -> Router {
+    let upload_limit = state.limits.max_bytes + (1 << 20);
+    let (router, api) = openapi::router(upload_limit).split_for_parts();
+    let api = Arc::new(api);
+    router
+        .layer(axum::Extension(api))
+        .layer(routes::cors(cors_origins))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::track,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            routes::panic_response,
+        ))
+        .layer(DefaultBodyLimit::max(64 << 10))
+        .with_state(state)
+}
+
+/// Serve until SIGTERM or Ctrl-C, then finish in-flight requests.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let state = build_state(&args)?;
+    let router = app(state.clone(), &args.cors_allowed_origins);
+    let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        commit = env!("GIT_COMMIT"),
+        model = %args.model.model,
+        backend = ?args.model.backend,
+        cache = state.cache.label(),
+        shares = state.customer.label(),
+        "listening"
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    state.engine.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

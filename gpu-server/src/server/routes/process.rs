@@ -1,0 +1,404 @@
+//! `POST /api/v2/remove-background` and `GET /api/v2/results/{id}`.
+
+use std::{io::Cursor, time::Instant};
+
+use axum::{
+    Json,
+    extract::{Multipart, Path, State, multipart::MultipartRejection},
+    http::{HeaderMap, HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use image::DynamicImage;
+use shared::{
+    api::{ErrorBody, RemoveResponse, keys},
+    compose::{MaskOptions, OutputType, compose, refine_mask},
+    encode::{OutputFormat, encode},
+    ids::{content_id, is_valid_id},
+    intake::{self, ImageFormat},
+    token,
+};
+use utoipa::ToSchema;
+
+use super::{Form, immutable, read_form, wants_json};
+use crate::{
+    model::ModelKind,
+    server::{
+        engine::EngineError,
+        error::{AppError, AppResult},
+        state::{AppState, unix_now},
+    },
+};
+
+/// The multipart form of `POST /api/v2/remove-background`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct RemoveForm {
+    /// The photo: JPEG, PNG or WebP (sniffed by its bytes), at most 25 MB and 50 MP by default.
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// `rgba` (default), `mask`, `white`, `green`, `color:R,G,B` or `blur`.
+    #[schema(example = "rgba")]
+    r#type: Option<String>,
+    /// Hard mask threshold in 0..1 (default: soft edges).
+    threshold: Option<f32>,
+    /// Keep the background, remove the subject.
+    reverse: Option<bool>,
+    /// `png` (default), `webp` or `jpeg`.
+    format: Option<String>,
+    /// `u2netp`.
+    model: Option<String>,
+}
+
+/// Processing options, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    pub output: OutputType,
+    pub mask: MaskOptions,
+    pub format: OutputFormat,
+    pub model: ModelKind,
+}
+
+fn bool_field(name: &str, v: &str) -> AppResult<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(AppError::bad(
+            "invalid_option",
+            format!("`{name}` must be true or false, got {v:?}"),
+        )),
+    }
+}
+
+impl Options {
+    pub fn from_form(form: &Form, served: ModelKind) -> AppResult<Options> {
+        let output = match form.text("type") {
+            Some(t) => t
+                .parse::<OutputType>()
+                .map_err(|e| AppError::bad("invalid_option", e))?,
+            None => OutputType::Rgba,
+        };
+        let threshold = match form.text("threshold") {
+            Some(t) => {
+                let v: f32 = t.parse().map_err(|_| {
+                    AppError::bad(
+                        "invalid_option",
+                        format!("`threshold` must be a number, got {t:?}"),
+                    )
+                })?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(AppError::bad(
+                        "invalid_option",
+                        format!("`threshold` must be between 0 and 1, got {v}"),
+                    ));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let reverse = form
+            .text("reverse")
+            .map(|v| bool_field("reverse", v))
+            .transpose()?
+            .unwrap_or(false);
+        let format = match form.text("format") {
+            Some(f) => f
+                .parse::<OutputFormat>()
+                .map_err(|e| AppError::bad("invalid_option", e))?,
+            None => OutputFormat::Png,
+        };
+        let model = match form.text("model") {
+            Some(m) if m.eq_ignore_ascii_case(served.name()) => served,
+            Some(m) => {
+                return Err(AppError::bad(
+                    "unknown_model",
+                    format!("this service runs {served}; model {m:?} is not available"),
+                ));
+            }
+            None => served,
+        };
+        Ok(Options {
+            output,
+            mask: MaskOptions { threshold, reverse },
+            format,
+            model,
+        })
+    }
+
+    /// Every part of the options that changes the output bytes, for the cache key.
+    fn key(&self) -> String {
+        format!(
+            "v1|{}|{}|{:?}|{}|{}",
+            self.model, self.output, self.mask.threshold, self.mask.reverse, self.format
+        )
+    }
+}
+
+/// The finished result of one request.
+struct Output {
+    bytes: Bytes,
+    content_type: &'static str,
+    width: u32,
+    height: u32,
+}
+
+fn sniffed_type(bytes: &[u8]) -> &'static str {
+    intake::sniff(bytes).map_or("application/octet-stream", ImageFormat::mime)
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .unwrap_or((0, 0))
+}
+
+/// Remove the background of a photo.
+///
+/// Answers the image (PNG by default) with `x-result-id`, `x-processing-time-ms`, `x-cache`
+/// (HIT or MISS) and `x-share-token`; with `Accept: application/json`, JSON with URLs instead.
+#[utoipa::path(
+    post,
+    path = "/api/v2/remove-background",
+    tag = "processing",
+    request_body(content = RemoveForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The processed image (or JSON with `Accept: application/json`)", content_type = "image/png", body = RemoveResponse),
+        (status = 400, description = "Bad option or malformed form", body = ErrorBody),
+        (status = 413, description = "File or image too large", body = ErrorBody),
+        (status = 415, description = "Not a JPEG, PNG or WebP", body = ErrorBody),
+        (status = 422, description = "The image cannot be decoded", body = ErrorBody),
+        (status = 503, description = "Queue full, model unavailable or timeout; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn remove_background(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> AppResult<Response> {
+    let t0 = Instant::now();
+    let form = read_form(multipart, state.limits.max_bytes).await?;
+    let options = Options::from_form(&form, state.engine.kind())?;
+    let bytes = form
+        .image
+        .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?;
+    // Cheap checks first: magic bytes, size, header dimensions.
+    intake::inspect(&bytes, &state.limits)?;
+    let id = content_id(&[&bytes, options.key().as_bytes()]);
+    let json = wants_json(&headers);
+    let key = keys::result(&id);
+
+    let cached = match state.cache.get(&key).await {
+        Ok(Some(b)) => {
+            state.metrics.cache_outcome("hit");
+            Some(b)
+        }
+        Ok(None) => {
+            state.metrics.cache_outcome("miss");
+            None
+        }
+        Err(e) => {
+            state.metrics.cache_outcome("error");
+            tracing::warn!(error = %e, "result cache unreachable; processing without it");
+            None
+        }
+    };
+    let (output, hit) = match cached {
+        Some(b) => {
+            let (width, height) = dimensions(&b);
+            (
+                Output {
+                    content_type: sniffed_type(&b),
+                    bytes: b,
+                    width,
+                    height,
+                },
+                true,
+            )
+        }
+        None => {
+            let output = process(&state, bytes, options).await?;
+            match state.cache.put(&key, output.bytes.clone()).await {
+                Ok(()) => {}
+                Err(e) if json => {
+                    tracing::warn!(error = %e, "cannot store the result");
+                    return Err(AppError::unavailable(
+                        "storage_unavailable",
+                        "the result could not be stored; ask for the image itself (without Accept: application/json) or try again",
+                        state.retry_after(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot store the result; answering it anyway")
+                }
+            }
+            (output, false)
+        }
+    };
+
+    let expires = unix_now() + state.token_ttl.as_secs();
+    let share_token = token::sign(&state.secret, &id, expires);
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    if json {
+        let base = state.base_url(&headers);
+        return Ok(Json(RemoveResponse {
+            image_url: format!("{base}/api/v2/results/{id}"),
+            result_id: id,
+            share_token,
+            share_token_expires_at: expires,
+            content_type: output.content_type.to_owned(),
+            width: output.width,
+            height: output.height,
+            cache: if hit { "hit" } else { "miss" }.into(),
+            model: options.model.to_string(),
+            processing_ms: (ms * 10.0).round() / 10.0,
+        })
+        .into_response());
+    }
+    let mut res = output.bytes.into_response();
+    let h = res.headers_mut();
+    let ext = match output.content_type {
+        "image/webp" => "webp",
+        "image/jpeg" => "jpg",
+        _ => "png",
+    };
+    let pairs = [
+        (
+            header::CONTENT_TYPE.as_str(),
+            output.content_type.to_owned(),
+        ),
+        (
+            header::CONTENT_DISPOSITION.as_str(),
+            format!("inline; filename=\"pet-{}.{ext}\"", &id[..12]),
+        ),
+        (
+            header::CACHE_CONTROL.as_str(),
+            "private, max-age=3600".into(),
+        ),
+        ("x-result-id", id),
+        ("x-processing-time-ms", format!("{ms:.1}")),
+        ("x-cache", if hit { "HIT" } else { "MISS" }.into()),
+        ("x-share-token", share_token),
+        ("x-share-token-expires", expires.to_string()),
+    ];
+    for (name, value) in pairs {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    Ok(res)
+}
+
+/// Decode → infer → compose → encode, admitted by a permit and bounded by the request timeout.
+async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<Output> {
+    let Ok(permit) = state.process_slots.clone().try_acquire_owned() else {
+        return Err(AppError::unavailable(
+            "queue_full",
+            "the service is busy; please retry shortly",
+            state.retry_after(),
+        ));
+    };
+    let limits = state.limits;
+    let work = async {
+        let decoded = tokio::task::spawn_blocking(move || intake::decode(&bytes, &limits))
+            .await
+            .map_err(|e| AppError::Internal(format!("decode task: {e}")))??;
+        // Hand the model RGB; keep the original (alpha, 16-bit) only when it differs.
+        let (rgb, original) = match decoded.image {
+            DynamicImage::ImageRgb8(rgb) => (rgb, None),
+            other => (other.to_rgb8(), Some(other)),
+        };
+        let inferred = state.engine.infer(rgb).await.map_err(|e| match e {
+            EngineError::QueueFull => AppError::unavailable(
+                "queue_full",
+                "the service is busy; please retry shortly",
+                state.retry_after(),
+            ),
+            EngineError::Unavailable(reason) => AppError::unavailable(
+                "model_unavailable",
+                format!("the model is not available: {reason}"),
+                30,
+            ),
+            EngineError::Failed(detail) => AppError::Internal(detail),
+        })?;
+        tracing::debug!(
+            infer_ms = inferred.infer_ms,
+            queued_ms = inferred.queued_ms,
+            batch = inferred.batch,
+            "inferred"
+        );
+        let image = original.unwrap_or(DynamicImage::ImageRgb8(inferred.rgb));
+        let mut mask = inferred.mask;
+        tokio::task::spawn_blocking(move || {
+            refine_mask(&mut mask, options.mask);
+            let out = compose(&image, &mask, options.output);
+            let bytes = encode(&out, options.format).map_err(AppError::Internal)?;
+            Ok::<_, AppError>(Output {
+                bytes: Bytes::from(bytes),
+                content_type: options.format.mime(),
+                width: out.width(),
+                height: out.height(),
+            })
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("encode task: {e}")))?
+    };
+    let out = tokio::time::timeout(state.request_timeout, work)
+        .await
+        .map_err(|_| {
+            AppError::unavailable(
+                "timeout",
+                format!(
+                    "processing took longer than {} s; please retry",
+                    state.request_timeout.as_secs()
+                ),
+                state.retry_after(),
+            )
+        })?;
+    drop(permit);
+    out
+}
+
+/// A processed result, by id (content-addressed, immutable).
+#[utoipa::path(
+    get,
+    path = "/api/v2/results/{id}",
+    tag = "processing",
+    params(("id" = String, Path, description = "Result id (32 hex digits)")),
+    responses(
+        (status = 200, description = "The processed image", content_type = "image/png"),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such result", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get_result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let not_found = || AppError::not_found("result_not_found", "no result with this id");
+    if !is_valid_id(&id) {
+        return Err(not_found());
+    }
+    let bytes = state
+        .cache
+        .get(&keys::result(&id))
+        .await
+        .map_err(|e| storage_unavailable(&state, e))?
+        .ok_or_else(not_found)?;
+    Ok(immutable(&headers, &id, sniffed_type(&bytes), bytes))
+}
+
+pub fn storage_unavailable(state: &AppState, e: impl std::fmt::Display) -> AppError {
+    tracing::warn!(error = %e, "storage unavailable");
+    AppError::unavailable(
+        "storage_unavailable",
+        "storage is unavailable right now; please retry",
+        state.retry_after(),
+    )
+}

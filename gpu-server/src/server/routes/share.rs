@@ -1,0 +1,203 @@
+//! `POST /api/v2/share-image`: watermark, render the share images, store them, answer links.
+
+use axum::{
+    Json,
+    extract::{Multipart, State, multipart::MultipartRejection},
+    http::HeaderMap,
+};
+use bytes::Bytes;
+use shared::{
+    api::{ErrorBody, ShareManifest, ShareResponse, keys, share_response},
+    ids::{content_id, is_valid_id},
+    intake,
+    render::render_share,
+    share::Platform,
+    token,
+};
+use utoipa::ToSchema;
+
+use super::{process::storage_unavailable, read_form};
+use crate::server::{
+    error::{AppError, AppResult},
+    state::{AppState, unix_now},
+};
+
+/// Longest accepted title, in characters.
+pub const MAX_TITLE_CHARS: usize = 140;
+
+/// The multipart form of `POST /api/v2/share-image`: an `image`, or a `result_id` with its token.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ShareForm {
+    /// The picture to share (JPEG, PNG or WebP); or give `result_id` and `token` instead.
+    #[schema(value_type = Option<String>, format = Binary)]
+    image: Option<Vec<u8>>,
+    /// facebook, twitter, x, pinterest, whatsapp, linkedin, email or copy.
+    #[schema(example = "facebook")]
+    platform: String,
+    /// Caption for the share page and the post text (at most 140 characters).
+    title: Option<String>,
+    /// A result of `remove-background`, shared without uploading it again.
+    result_id: Option<String>,
+    /// The result's `share_token`.
+    token: Option<String>,
+}
+
+/// Share an image: renders 1200×630, 1000×1500 and 1080×1080 JPEGs and a watermarked PNG,
+/// stores them, and answers the share page URL and intent links for every platform.
+#[utoipa::path(
+    post,
+    path = "/api/v2/share-image",
+    tag = "sharing",
+    request_body(content = ShareForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The share's URLs and intent links", body = ShareResponse),
+        (status = 400, description = "Missing or unknown platform, bad title, malformed form", body = ErrorBody),
+        (status = 403, description = "Invalid or expired share token", body = ErrorBody),
+        (status = 404, description = "The result to share no longer exists", body = ErrorBody),
+        (status = 413, description = "File or image too large", body = ErrorBody),
+        (status = 415, description = "Not a JPEG, PNG or WebP", body = ErrorBody),
+        (status = 422, description = "The image cannot be decoded", body = ErrorBody),
+        (status = 503, description = "Busy or storage unavailable; nothing was half-written", body = ErrorBody),
+    )
+)]
+pub async fn share_image(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> AppResult<Json<ShareResponse>> {
+    let form = read_form(multipart, state.limits.max_bytes).await?;
+    let platform: Platform = form
+        .text("platform")
+        .ok_or_else(|| AppError::bad("missing_platform", "the form has no `platform` field"))?
+        .parse()
+        .map_err(|e: shared::share::UnknownPlatform| {
+            AppError::bad("invalid_platform", e.to_string())
+        })?;
+    let title = form.text("title").unwrap_or("").to_owned();
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(AppError::bad(
+            "invalid_title",
+            format!("the title is longer than {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+
+    let source: Bytes = match (&form.image, form.text("result_id")) {
+        (Some(image), _) => image.clone(),
+        (None, Some(result_id)) => {
+            if !is_valid_id(result_id) {
+                return Err(AppError::not_found(
+                    "result_not_found",
+                    "no result with this id",
+                ));
+            }
+            let tok = form.text("token").ok_or_else(|| {
+                AppError::bad("missing_token", "sharing a result_id needs its `token`")
+            })?;
+            token::verify_for(&state.secret, tok, result_id, unix_now())?;
+            state
+                .cache
+                .get(&keys::result(result_id))
+                .await
+                .map_err(|e| storage_unavailable(&state, e))?
+                .ok_or_else(|| {
+                    AppError::not_found(
+                        "result_not_found",
+                        "this result is no longer stored; please upload the photo again",
+                    )
+                })?
+        }
+        (None, None) => {
+            return Err(AppError::bad(
+                "missing_image",
+                "the form needs an `image` file or a `result_id` with its `token`",
+            ));
+        }
+    };
+    intake::inspect(&source, &state.limits)?;
+
+    let id = content_id(&[
+        &source,
+        title.as_bytes(),
+        state.render_fingerprint.as_bytes(),
+    ]);
+    let base = state.base_url(&headers);
+    let manifest_key = keys::manifest(&id);
+
+    // Content-addressed: the same picture and title were shared before, reuse that share.
+    let existing = state
+        .customer
+        .get(&manifest_key)
+        .await
+        .map_err(|e| storage_unavailable(&state, e))?;
+    if let Some(existing) = existing
+        && let Ok(manifest) = serde_json::from_slice::<ShareManifest>(&existing)
+    {
+        state.metrics.share_outcome("existing");
+        return Ok(Json(share_response(&base, &manifest, platform)));
+    }
+
+    let Ok(permit) = state.render_slots.clone().try_acquire_owned() else {
+        return Err(AppError::unavailable(
+            "queue_full",
+            "the service is busy; please retry shortly",
+            state.retry_after(),
+        ));
+    };
+    let limits = state.limits;
+    let render = state.render.clone();
+    let rendered = tokio::time::timeout(
+        state.request_timeout,
+        tokio::task::spawn_blocking(move || {
+            let decoded = intake::decode(&source, &limits)?;
+            render_share(&decoded.image, &render).map_err(AppError::Internal)
+        }),
+    )
+    .await
+    .map_err(|_| {
+        AppError::unavailable(
+            "timeout",
+            "rendering took too long; please retry",
+            state.retry_after(),
+        )
+    })?
+    .map_err(|e| AppError::Internal(format!("render task: {e}")))??;
+    drop(permit);
+
+    // Images first, the manifest last: a share page exists only once all its images do.
+    let alt = if title.is_empty() {
+        "A pet photo with its background removed".to_owned()
+    } else {
+        title.clone()
+    };
+    let manifest = ShareManifest {
+        id: id.clone(),
+        title: if title.is_empty() {
+            state.site_name.clone()
+        } else {
+            title
+        },
+        alt,
+        image: rendered.image.stored(),
+        og: rendered.og.stored(),
+        pinterest: rendered.pinterest.stored(),
+        square: rendered.square.stored(),
+        created_at: unix_now(),
+    };
+    let store = &state.customer;
+    futures::future::try_join4(
+        store.put(&keys::image(&id), rendered.image.bytes),
+        store.put(&keys::og(&id), rendered.og.bytes),
+        store.put(&keys::pinterest(&id), rendered.pinterest.bytes),
+        store.put(&keys::square(&id), rendered.square.bytes),
+    )
+    .await
+    .map_err(|e| storage_unavailable(&state, e))?;
+    let json = serde_json::to_vec(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
+    store
+        .put(&manifest_key, json)
+        .await
+        .map_err(|e| storage_unavailable(&state, e))?;
+    state.metrics.share_outcome("rendered");
+    Ok(Json(share_response(&base, &manifest, platform)))
+}

@@ -1,0 +1,907 @@
+//! Handler tests: every route and every error code, through `app(state)` with `oneshot`, on
+//! memory storage and the real embedded model (`gpu-server setup` must have run).
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use clap::Parser;
+use gpu_server::server::{AppState, ServeArgs, app, build_state, route_table};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+#[derive(Parser)]
+#[command(args_override_self = true)]
+struct Wrap {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// Settings as the binary would parse them, on memory storage unless overridden.
+fn args(extra: &[&str]) -> ServeArgs {
+    let mut argv = vec![
+        "test",
+        "--storage-bucket",
+        "memory://",
+        "--customer-storage-bucket",
+        "memory://",
+        "--share-token-secret",
+        "0123456789abcdef-test-secret",
+    ];
+    argv.extend_from_slice(extra);
+    Wrap::parse_from(argv).args
+}
+
+async fn setup(extra: &[&str]) -> (AppState, Router) {
+    let a = args(extra);
+    let state = build_state(&a).expect("state");
+    let router = app(state.clone(), &["https://shop.example".to_owned()]);
+    (state, router)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> Answer {
+    let res = router.clone().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(router: &Router, uri: &str) -> Answer {
+    send(router, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+/// A form part: (name, filename, bytes).
+type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+type OwnedPart = (&'static str, Option<&'static str>, Vec<u8>);
+
+/// A multipart body from (name, filename, bytes) parts.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "XyZbOuNdArY42";
+    let mut body = Vec::new();
+    for (name, filename, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match filename {
+            Some(f) => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn post(
+    router: &Router,
+    uri: &str,
+    parts: &[(&str, Option<&str>, &[u8])],
+    json: bool,
+) -> Answer {
+    let (ctype, body) = multipart(parts);
+    let mut req = Request::post(uri).header(header::CONTENT_TYPE, ctype);
+    if json {
+        req = req.header(header::ACCEPT, "application/json");
+    }
+    send(router, req.body(Body::from(body)).unwrap()).await
+}
+
+fn photo() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/u2netp/chelsea.png"
+    ))
+    .expect("fixture photo")
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn wait_ready(router: &Router) {
+    for _ in 0..600 {
+        if get(router, "/ready").await.status == StatusCode::OK {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not ready after 30 s");
+}
+
+#[tokio::test]
+async fn operations_routes_answer() {
+    let (_, router) = setup(&[]).await;
+    let h = get(&router, "/health").await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.json()["status"], "ok");
+    assert!(!h.header("x-request-id").is_empty());
+    assert_eq!(h.header("x-app-commit"), env!("GIT_COMMIT"));
+
+    wait_ready(&router).await;
+    let r = get(&router, "/ready").await.json();
+    assert_eq!(r["ready"], true);
+    assert_eq!(r["model"], "ready");
+
+    let w = get(&router, "/warmup").await;
+    assert_eq!(w.status, StatusCode::OK, "{}", w.text());
+    assert!(w.json()["inference_ms"].as_f64().unwrap() > 0.0);
+    let w = send(
+        &router,
+        Request::post("/warmup").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(w.status, StatusCode::OK);
+
+    let v = get(&router, "/version").await.json();
+    assert_eq!(v["commit"], env!("GIT_COMMIT"));
+    assert_eq!(v["model"], "u2netp");
+    assert_eq!(v["backend"], "cpu");
+    assert!(!v["build_time"].as_str().unwrap().is_empty());
+
+    let m = get(&router, "/metrics").await;
+    let text = m.text();
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "inference_queue_depth",
+        "inference_batch_seconds",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(text.contains("route=\"/warmup\""), "{text}");
+
+    let docs = get(&router, "/docs").await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.text().contains("/api/v2/share-image"));
+
+    let page = get(&router, "/").await;
+    assert!(page.text().contains("<form id=\"upload\""));
+    assert_eq!(get(&router, "/assets/app.js").await.status, StatusCode::OK);
+    assert_eq!(get(&router, "/assets/nope.js").await.code(), "not_found");
+    assert_eq!(
+        get(&router, "/no/such/route").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_and_route_table_agree() {
+    let (_, router) = setup(&[]).await;
+    let doc = get(&router, "/openapi.json").await.json();
+    let mut served: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            served.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    served.sort();
+    assert_eq!(served, route_table());
+    for (method, path) in [
+        ("POST", "/api/v2/remove-background"),
+        ("POST", "/api/v2/share-image"),
+        ("GET", "/s/{id}"),
+        ("GET", "/og/{file}"),
+        ("GET", "/i/{file}"),
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/warmup"),
+        ("POST", "/warmup"),
+        ("GET", "/version"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/metrics"),
+        ("GET", "/"),
+    ] {
+        assert!(
+            served.contains(&(method.into(), path.into())),
+            "{method} {path} not documented"
+        );
+    }
+    // Every documented route is served: none answers the router's 404 for unknown paths.
+    for (method, path) in &served {
+        let uri = path
+            .replace("{id}", "0123456789abcdef0123456789abcdef")
+            .replace("{file}", "x.jpg");
+        let req = Request::builder()
+            .method(method.as_str())
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let a = send(&router, req).await;
+        let unknown_route = a.status == StatusCode::NOT_FOUND && a.body.is_empty();
+        assert!(
+            !unknown_route,
+            "{method} {path} is documented but not routed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn removes_background_then_serves_from_cache() {
+    let (state, router) = setup(&[]).await;
+    let img = photo();
+    let a = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("cat.png"), &img)],
+        false,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.header("content-type"), "image/png");
+    assert_eq!(a.header("x-cache"), "MISS");
+    let id = a.header("x-result-id").to_owned();
+    assert!(shared::ids::is_valid_id(&id));
+    let token = a.header("x-share-token").to_owned();
+    shared::token::verify_for(&state.secret, &token, &id, 0).expect("valid token");
+    let out = image::load_from_memory(&a.body).unwrap();
+    let src = image::load_from_memory(&img).unwrap();
+    assert_eq!((out.width(), out.height()), (src.width(), src.height()));
+    let rgba = out.to_rgba8();
+    let transparent =
+        rgba.pixels().filter(|p| p.0[3] < 16).count() as f64 / rgba.pixels().len() as f64;
+    assert!(
+        (0.1..0.9).contains(&transparent),
+        "cut-out has {transparent:.2} transparent"
+    );
+
+    let b = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("cat.png"), &img)],
+        false,
+    )
+    .await;
+    assert_eq!(b.header("x-cache"), "HIT");
+    assert_eq!(b.header("x-result-id"), id);
+    assert_eq!(b.body, a.body);
+
+    // Other options, JSON answer, then the result by URL.
+    let j = post(
+        &router,
+        "/api/v2/remove-background",
+        &[
+            ("image", Some("cat.png"), &img),
+            ("type", None, b"white"),
+            ("format", None, b"jpeg"),
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(j.status, StatusCode::OK, "{}", j.text());
+    let body = j.json();
+    assert_eq!(body["content_type"], "image/jpeg");
+    assert_eq!(body["cache"], "miss");
+    assert_ne!(body["result_id"], id.as_str());
+    let url = body["image_url"].as_str().unwrap();
+    let path = url.split_once("://").unwrap().1;
+    let path = &path[path.find('/').unwrap()..];
+    let r = get(&router, path).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), "image/jpeg");
+    assert!(r.header("cache-control").contains("immutable"));
+    let metrics = get(&router, "/metrics").await.text();
+    assert!(
+        metrics.contains("result_cache_lookups_total{outcome=\"hit\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn processing_errors_have_stable_codes() {
+    let (state, router) = setup(&["--max-upload-bytes", "200000", "--max-pixels", "1000000"]).await;
+    let img = png(64, 64);
+    let cases: Vec<(Vec<OwnedPart>, StatusCode, &str)> = vec![
+        (
+            vec![("type", None, b"rgba".to_vec())],
+            StatusCode::BAD_REQUEST,
+            "missing_image",
+        ),
+        (
+            vec![
+                ("image", Some("a"), img.clone()),
+                ("threshold", None, b"2".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_option",
+        ),
+        (
+            vec![
+                ("image", Some("a"), img.clone()),
+                ("threshold", None, b"abc".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_option",
+        ),
+        (
+            vec![
+                ("image", Some("a"), img.clone()),
+                ("type", None, b"sepia".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_option",
+        ),
+        (
+            vec![
+                ("image", Some("a"), img.clone()),
+                ("format", None, b"gif".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_option",
+        ),
+        (
+            vec![
+                ("image", Some("a"), img.clone()),
+                ("reverse", None, b"maybe".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_option",
+        ),
+        (
+            vec![
+                ("image", Some("a"), img.clone()),
+                ("model", None, b"sam".to_vec()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "unknown_model",
+        ),
+        (
+            vec![("image", Some("a"), Vec::new())],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_file",
+        ),
+        (
+            vec![("image", Some("a"), b"hello, not an image".to_vec())],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            vec![("image", Some("a"), b"GIF89a\x01\x00\x01\x00".to_vec())],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+        (
+            vec![("image", Some("a"), img[..img.len() / 2].to_vec())],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_image",
+        ),
+        (
+            vec![("image", Some("a"), png(1, 1))],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "image_too_small",
+        ),
+        (
+            vec![("image", Some("a"), png(1100, 1000))],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "image_too_large",
+        ),
+        (
+            vec![("image", Some("a"), vec![0x89; 300_000])],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+        ),
+        (
+            vec![
+                ("image", Some("a"), img.clone()),
+                ("image", Some("b"), img.clone()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_multipart",
+        ),
+    ];
+    for (parts, status, code) in cases {
+        let parts: Vec<(&str, Option<&str>, &[u8])> = parts
+            .iter()
+            .map(|(n, f, d)| (*n, *f, d.as_slice()))
+            .collect();
+        let a = post(&router, "/api/v2/remove-background", &parts, false).await;
+        assert_eq!(
+            (a.status, a.code().as_str()),
+            (status, code),
+            "{}",
+            a.text()
+        );
+        assert!(!a.json()["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // Not multipart at all, and a multipart body cut short.
+    let a = send(
+        &router,
+        Request::post("/api/v2/remove-background")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_multipart")
+    );
+    let (ctype, body) = multipart(&[("image", Some("a"), &img)]);
+    let a = send(
+        &router,
+        Request::post("/api/v2/remove-background")
+            .header(header::CONTENT_TYPE, ctype)
+            .body(Body::from(body[..body.len() / 2].to_vec()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_multipart"),
+        "{}",
+        a.text()
+    );
+
+    // Full queue: every permit taken, the next request is turned away at once.
+    let held = state
+        .process_slots
+        .clone()
+        .try_acquire_many_owned(4)
+        .unwrap();
+    let a = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("a"), &img)],
+        false,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "queue_full")
+    );
+    assert_eq!(a.header("retry-after"), "2");
+    drop(held);
+    let a = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("a"), &img)],
+        false,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+
+    assert_eq!(
+        get(&router, "/api/v2/results/../../etc/passwd")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&router, "/api/v2/results/0123456789abcdef0123456789abcdef")
+            .await
+            .code(),
+        "result_not_found"
+    );
+}
+
+#[tokio::test]
+async fn shares_an_upload_and_serves_its_page_and_images() {
+    let (_, router) = setup(&["--public-base-url", "https://pets.example"]).await;
+    let img = photo();
+    let a = post(
+        &router,
+        "/api/v2/share-image",
+        &[
+            ("image", Some("cat.png"), &img),
+            ("platform", None, b"facebook"),
+            ("title", None, b"Rex <3 & me"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let s = a.json();
+    let id = s["id"].as_str().unwrap().to_owned();
+    assert_eq!(s["share_url"], format!("https://pets.example/s/{id}"));
+    assert_eq!(
+        s["og_image_url"],
+        format!("https://pets.example/og/{id}.jpg")
+    );
+    assert!(s["intent_url"].as_str().unwrap().starts_with(
+        "https://www.facebook.com/sharer/sharer.php?u=https%3A%2F%2Fpets.example%2Fs%2F"
+    ));
+    assert_eq!(s["intents"].as_object().unwrap().len(), 7);
+
+    let page = get(&router, &format!("/s/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(
+        html.contains(&format!(
+            "<meta property=\"og:image\" content=\"https://pets.example/og/{id}.jpg\">"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("Rex &lt;3 &amp; me"));
+    assert!(!html.contains("Rex <3"));
+
+    for (path, size, ctype) in [
+        (format!("/og/{id}.jpg"), (1200, 630), "image/jpeg"),
+        (format!("/og/{id}-pin.jpg"), (1000, 1500), "image/jpeg"),
+        (format!("/og/{id}-square.jpg"), (1080, 1080), "image/jpeg"),
+        (format!("/i/{id}.png"), (451, 300), "image/png"),
+    ] {
+        let r = get(&router, &path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.header("content-type"), ctype);
+        assert!(r.header("cache-control").contains("immutable"));
+        let etag = r.header("etag").to_owned();
+        let im = image::load_from_memory(&r.body).unwrap();
+        assert_eq!((im.width(), im.height()), size, "{path}");
+        let again = send(
+            &router,
+            Request::get(&path)
+                .header(header::IF_NONE_MATCH, &etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+    }
+
+    // The same picture and title again: the same share, nothing re-rendered.
+    let b = post(
+        &router,
+        "/api/v2/share-image",
+        &[
+            ("image", Some("cat.png"), &img),
+            ("platform", None, b"x"),
+            ("title", None, b"Rex <3 & me"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(b.json()["id"], id.as_str());
+    assert!(
+        b.json()["intent_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://x.com/intent/post?url=")
+    );
+    let metrics = get(&router, "/metrics").await.text();
+    assert!(
+        metrics.contains("shares_total{outcome=\"existing\"} 1"),
+        "{metrics}"
+    );
+
+    for bad in [
+        "/s/..%2F..%2Fetc%2Fpasswd",
+        "/s/0123",
+        "/og/..%2Fmeta.json",
+        "/og/0123456789abcdef0123456789abcdef.png",
+        "/i/0123456789abcdef0123456789abcdef.jpg",
+    ] {
+        let r = get(&router, bad).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn shares_a_processed_result_with_its_token_only() {
+    let (state, router) = setup(&[]).await;
+    let img = photo();
+    let r = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("cat.png"), &img)],
+        true,
+    )
+    .await
+    .json();
+    let id = r["result_id"].as_str().unwrap().to_owned();
+    let token = r["share_token"].as_str().unwrap().to_owned();
+
+    let ok = post(
+        &router,
+        "/api/v2/share-image",
+        &[
+            ("result_id", None, id.as_bytes()),
+            ("token", None, token.as_bytes()),
+            ("platform", None, b"pinterest"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert!(
+        ok.json()["intent_url"]
+            .as_str()
+            .unwrap()
+            .contains("-pin.jpg")
+    );
+
+    let expired = shared::token::sign(&state.secret, &id, 1);
+    let other = shared::token::sign(b"another secret entirely", &id, u64::MAX / 2);
+    let cases: Vec<(Vec<Part>, StatusCode, &str)> = vec![
+        (
+            vec![("result_id", None, id.as_bytes()), ("platform", None, b"x")],
+            StatusCode::BAD_REQUEST,
+            "missing_token",
+        ),
+        (
+            vec![
+                ("result_id", None, id.as_bytes()),
+                ("token", None, b"garbage"),
+                ("platform", None, b"x"),
+            ],
+            StatusCode::FORBIDDEN,
+            "invalid_token",
+        ),
+        (
+            vec![
+                ("result_id", None, id.as_bytes()),
+                ("token", None, other.as_bytes()),
+                ("platform", None, b"x"),
+            ],
+            StatusCode::FORBIDDEN,
+            "invalid_token",
+        ),
+        (
+            vec![
+                ("result_id", None, id.as_bytes()),
+                ("token", None, expired.as_bytes()),
+                ("platform", None, b"x"),
+            ],
+            StatusCode::FORBIDDEN,
+            "token_expired",
+        ),
+        (
+            vec![
+                ("result_id", None, b"../../secrets"),
+                ("token", None, token.as_bytes()),
+                ("platform", None, b"x"),
+            ],
+            StatusCode::NOT_FOUND,
+            "result_not_found",
+        ),
+        (
+            vec![("image", Some("a"), &img), ("platform", None, b"myspace")],
+            StatusCode::BAD_REQUEST,
+            "invalid_platform",
+        ),
+        (
+            vec![("image", Some("a"), &img)],
+            StatusCode::BAD_REQUEST,
+            "missing_platform",
+        ),
+        (
+            vec![("platform", None, b"x")],
+            StatusCode::BAD_REQUEST,
+            "missing_image",
+        ),
+        (
+            vec![("image", Some("a"), b"nope"), ("platform", None, b"x")],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+        ),
+    ];
+    for (parts, status, code) in cases {
+        let a = post(&router, "/api/v2/share-image", &parts, false).await;
+        assert_eq!(
+            (a.status, a.code().as_str()),
+            (status, code),
+            "{}",
+            a.text()
+        );
+    }
+    let long = "a".repeat(141);
+    let a = post(
+        &router,
+        "/api/v2/share-image",
+        &[
+            ("image", Some("a"), &img),
+            ("platform", None, b"x"),
+            ("title", None, long.as_bytes()),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(a.code(), "invalid_title");
+    // A valid token for a result that is not stored.
+    let ghost = "f".repeat(32);
+    let t = shared::token::sign(&state.secret, &ghost, u64::MAX / 2);
+    let a = post(
+        &router,
+        "/api/v2/share-image",
+        &[
+            ("result_id", None, ghost.as_bytes()),
+            ("token", None, t.as_bytes()),
+            ("platform", None, b"x"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (StatusCode::NOT_FOUND, "result_not_found")
+    );
+}
+
+#[tokio::test]
+async fn unreachable_storage_still_removes_but_refuses_to_share() {
+    // SAFETY: set before any thread of this test reads the environment; other tests do not
+    // read these variables.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
+    }
+    let dead = "s3://bucket";
+    let a = args(&[
+        "--storage-bucket",
+        dead,
+        "--customer-storage-bucket",
+        dead,
+        "--storage-timeout-secs",
+        "2",
+    ]);
+    unsafe {
+        std::env::set_var("AWS_ENDPOINT", "http://127.0.0.1:9");
+        std::env::set_var("AWS_ALLOW_HTTP", "true");
+    }
+    let state = build_state(&a).unwrap();
+    let router = app(state.clone(), &[]);
+    let img = photo();
+    let r = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("cat.png"), &img)],
+        false,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-cache"), "MISS");
+    let s = post(
+        &router,
+        "/api/v2/share-image",
+        &[("image", Some("cat.png"), &img), ("platform", None, b"x")],
+        false,
+    )
+    .await;
+    assert_eq!(
+        (s.status, s.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        "{}",
+        s.text()
+    );
+    assert!(!s.header("retry-after").is_empty());
+    let ready = get(&router, "/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["cache_storage"], "unreachable");
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let (_, router) = setup(&[]).await;
+    let pre = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/api/v2/remove-background")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = send(&router, pre("https://shop.example")).await;
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        "https://shop.example"
+    );
+    let no = send(&router, pre("https://evil.example")).await;
+    assert_eq!(no.header("access-control-allow-origin"), "");
+}
+
+#[tokio::test]
+async fn missing_weights_make_the_service_unready_not_broken() {
+    let empty = std::env::temp_dir().join(format!("no-models-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let (_, router) = setup(&["--model-dir", empty.to_str().unwrap()]).await;
+    let mut ready = get(&router, "/ready").await;
+    for _ in 0..100 {
+        if ready.json()["model"] != "loading" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ready = get(&router, "/ready").await;
+    }
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["model"], "failed");
+    assert!(
+        ready.text().contains("gpu-server setup"),
+        "{}",
+        ready.text()
+    );
+    let w = get(&router, "/warmup").await;
+    assert_eq!(
+        (w.status, w.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable")
+    );
+    let r = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("a"), &png(64, 64))],
+        false,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(!r.header("retry-after").is_empty());
+    assert_eq!(get(&router, "/health").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_with_503() {
+    // One second is far shorter than decoding, inferring and encoding 42 MP on a CPU.
+    let (_, router) = setup(&["--request-timeout-secs", "1"]).await;
+    let big = {
+        let img = image::RgbImage::from_fn(7000, 6000, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .unwrap();
+        out.into_inner()
+    };
+    let r = post(
+        &router,
+        "/api/v2/remove-background",
+        &[("image", Some("a"), &big), ("format", None, b"png")],
+        false,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        "{}",
+        r.text()
+    );
+}

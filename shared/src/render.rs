@@ -1,0 +1,832 @@
+//! Share rendering: watermark a picture and lay it out as the images social networks show.
+//!
+//! One renderer for both shells: the GPU service calls it natively and the edge Worker in WASM,
+//! so the same input gives the same bytes. Resizing uses `fast_image_resize` and JPEG output
+//! `jpeg-encoder` (both far faster than `image`'s own in WASM); nothing here allocates more
+//! than a few canvases of the output sizes beyond the decoded source.
+
+use std::{fmt, str::FromStr};
+
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use font8x8::UnicodeFonts;
+use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+
+use crate::{
+    api::StoredImage,
+    encode::{OutputFormat, encode},
+};
+
+/// Changes whenever the rendering changes, so share ids (content hashes) change with it.
+pub const RENDER_VERSION: &str = "render/v1";
+
+/// The default watermark: a paw print the project drew (`scripts/generate_logo.py`).
+pub const DEFAULT_LOGO_PNG: &[u8] = include_bytes!("../assets/watermark.png");
+
+/// The share image sizes.
+pub const OG_SIZE: (u32, u32) = (1200, 630);
+pub const PINTEREST_SIZE: (u32, u32) = (1000, 1500);
+pub const SQUARE_SIZE: (u32, u32) = (1080, 1080);
+
+/// Where the watermark goes. `Tile` repeats it over the whole picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gravity {
+    NorthWest,
+    North,
+    NorthEast,
+    West,
+    Center,
+    East,
+    SouthWest,
+    South,
+    SouthEast,
+    Tile,
+}
+
+impl FromStr for Gravity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase().replace(['_', ' '], "-");
+        Ok(match s.as_str() {
+            "north-west" | "northwest" | "nw" | "top-left" => Gravity::NorthWest,
+            "north" | "n" | "top" => Gravity::North,
+            "north-east" | "northeast" | "ne" | "top-right" => Gravity::NorthEast,
+            "west" | "w" | "left" => Gravity::West,
+            "center" | "centre" | "c" => Gravity::Center,
+            "east" | "e" | "right" => Gravity::East,
+            "south-west" | "southwest" | "sw" | "bottom-left" => Gravity::SouthWest,
+            "south" | "s" | "bottom" => Gravity::South,
+            "south-east" | "southeast" | "se" | "bottom-right" => Gravity::SouthEast,
+            "tile" => Gravity::Tile,
+            _ => {
+                return Err(format!(
+                    "unknown gravity {s:?}: expected one of nw, n, ne, w, center, e, sw, s, se, tile"
+                ));
+            }
+        })
+    }
+}
+
+/// Distance of the watermark from the edges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Offset {
+    Pixels(u32),
+    /// A fraction of the canvas's shorter side.
+    Fraction(f32),
+}
+
+impl Offset {
+    fn pixels(self, w: u32, h: u32) -> i64 {
+        match self {
+            Offset::Pixels(p) => i64::from(p),
+            Offset::Fraction(f) => (f64::from(f) * f64::from(w.min(h))).round() as i64,
+        }
+    }
+}
+
+impl FromStr for Offset {
+    type Err = String;
+    /// `24` or `24px` are pixels; `0.03` or `3%` a fraction of the shorter side.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad =
+            || format!("bad offset {s:?}: expected pixels (24, 24px) or a fraction (0.03, 3%)");
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f32 = p.trim().parse().map_err(|_| bad())?;
+            return (0.0..=50.0)
+                .contains(&v)
+                .then_some(Offset::Fraction(v / 100.0))
+                .ok_or_else(bad);
+        }
+        let p = s.strip_suffix("px").unwrap_or(s);
+        if let Ok(px) = p.parse::<u32>() {
+            return Ok(Offset::Pixels(px));
+        }
+        let v: f32 = p.parse().map_err(|_| bad())?;
+        (0.0..=0.5)
+            .contains(&v)
+            .then_some(Offset::Fraction(v))
+            .ok_or_else(bad)
+    }
+}
+
+/// What fills the canvas behind a transparent cut-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Background {
+    Color([u8; 3]),
+    /// Top colour to bottom colour.
+    Gradient([u8; 3], [u8; 3]),
+    /// The picture's own colours, blurred (cut-outs keep their original colours under alpha).
+    Blur,
+}
+
+fn parse_colour(s: &str) -> Option<[u8; 3]> {
+    let s = s.trim();
+    if let Some(hex) = s.strip_prefix('#') {
+        if hex.len() != 6 {
+            return None;
+        }
+        let v = u32::from_str_radix(hex, 16).ok()?;
+        return Some([(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+    }
+    let parts: Vec<u8> = s
+        .split(',')
+        .map(|p| p.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    <[u8; 3]>::try_from(parts).ok()
+}
+
+impl FromStr for Background {
+    type Err = String;
+    /// `blur`, `white`, `#rrggbb`, `color:R,G,B`, `gradient:#top|#bottom`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        let bad = || {
+            format!(
+                "bad background {s:?}: expected blur, white, #rrggbb, color:R,G,B or gradient:#top|#bottom"
+            )
+        };
+        if s == "blur" {
+            return Ok(Background::Blur);
+        }
+        if s == "white" {
+            return Ok(Background::Color([255; 3]));
+        }
+        if let Some(g) = s.strip_prefix("gradient:") {
+            let (top, bottom) = g.split_once('|').ok_or_else(bad)?;
+            let top = parse_colour(top).ok_or_else(bad)?;
+            let bottom = parse_colour(bottom).ok_or_else(bad)?;
+            return Ok(Background::Gradient(top, bottom));
+        }
+        parse_colour(s.strip_prefix("color:").unwrap_or(&s))
+            .map(Background::Color)
+            .ok_or_else(bad)
+    }
+}
+
+/// The watermark laid over every shared image.
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    /// Logo with alpha; `None` draws no logo.
+    pub logo: Option<RgbaImage>,
+    /// Optional line of text under the logo (printable ASCII; others are shown as `?`).
+    pub text: Option<String>,
+    pub gravity: Gravity,
+    pub offset: Offset,
+    /// 0..=1.
+    pub opacity: f32,
+    /// Logo width as a fraction of the canvas's shorter side.
+    pub scale: f32,
+}
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Watermark {
+            logo: Some(default_logo()),
+            text: None,
+            gravity: Gravity::SouthEast,
+            offset: Offset::Fraction(0.03),
+            opacity: 0.85,
+            scale: 0.14,
+        }
+    }
+}
+
+/// The embedded default logo, decoded.
+pub fn default_logo() -> RgbaImage {
+    image::load_from_memory_with_format(DEFAULT_LOGO_PNG, image::ImageFormat::Png)
+        .expect("the embedded logo is a valid PNG")
+        .to_rgba8()
+}
+
+/// How shares are rendered.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub watermark: Watermark,
+    /// Behind transparent cut-outs. Opaque photos always get their own blurred copy around them.
+    pub background: Background,
+    pub jpeg_quality: u8,
+    /// The longer side of the full watermarked image (`/i/<id>.png`).
+    pub image_max_side: u32,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            watermark: Watermark::default(),
+            background: Background::Gradient([250, 246, 240], [226, 232, 240]),
+            jpeg_quality: 85,
+            image_max_side: 1600,
+        }
+    }
+}
+
+impl RenderOptions {
+    /// Everything that changes the output, for share ids: same fingerprint, same bytes.
+    pub fn fingerprint(&self) -> String {
+        let w = &self.watermark;
+        let logo = w
+            .logo
+            .as_ref()
+            .map(|l| crate::ids::content_id(&[l.as_raw(), &l.width().to_le_bytes()]));
+        format!(
+            "{RENDER_VERSION}|{logo:?}|{:?}|{:?}|{:?}|{}|{}|{:?}|{}|{}",
+            w.text,
+            w.gravity,
+            w.offset,
+            w.opacity,
+            w.scale,
+            self.background,
+            self.jpeg_quality,
+            self.image_max_side
+        )
+    }
+}
+
+/// One encoded share image.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub content_type: &'static str,
+}
+
+impl Encoded {
+    pub fn stored(&self) -> StoredImage {
+        StoredImage {
+            width: self.width,
+            height: self.height,
+            content_type: self.content_type.to_owned(),
+            bytes: self.bytes.len() as u64,
+        }
+    }
+}
+
+/// Every image of a share.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The whole picture, watermarked, PNG.
+    pub image: Encoded,
+    /// 1200×630 JPEG.
+    pub og: Encoded,
+    /// 1000×1500 JPEG.
+    pub pinterest: Encoded,
+    /// 1080×1080 JPEG.
+    pub square: Encoded,
+}
+
+/// Render every share image of `source` (a cut-out with alpha or an opaque photo).
+pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rendered, String> {
+    let rgba = source.to_rgba8();
+    let transparent = rgba.pixels().any(|p| p.0[3] < 255);
+    let mut resizer = Resizer::new();
+    let logo = opts.watermark.logo.as_ref();
+    let text = opts
+        .watermark
+        .text
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(text_mask);
+
+    let card = |resizer: &mut Resizer, (w, h): (u32, u32)| -> Result<Encoded, String> {
+        let mut canvas = background(resizer, &rgba, w, h, transparent, opts.background)?;
+        // Cut-outs float with a margin; photos fill the height or width they can.
+        let margin = if transparent { 0.06 } else { 0.0 };
+        let (bw, bh) = (
+            (f64::from(w) * (1.0 - 2.0 * margin)) as u32,
+            (f64::from(h) * (1.0 - 2.0 * margin)) as u32,
+        );
+        let (fw, fh) = fit(rgba.width(), rgba.height(), bw, bh);
+        let subject = resize_rgba(resizer, &rgba, fw, fh)?;
+        over(
+            &mut canvas,
+            &subject,
+            i64::from((w - fw) / 2),
+            i64::from((h - fh) / 2),
+            1.0,
+        );
+        stamp(resizer, &mut canvas, &opts.watermark, logo, text.as_ref())?;
+        Ok(Encoded {
+            bytes: jpeg(&canvas, opts.jpeg_quality)?,
+            width: w,
+            height: h,
+            content_type: "image/jpeg",
+        })
+    };
+
+    let og = card(&mut resizer, OG_SIZE)?;
+    let pinterest = card(&mut resizer, PINTEREST_SIZE)?;
+    let square = card(&mut resizer, SQUARE_SIZE)?;
+
+    let (iw, ih) = fit(
+        rgba.width(),
+        rgba.height(),
+        opts.image_max_side,
+        opts.image_max_side,
+    );
+    let (iw, ih) = if iw >= rgba.width() {
+        (rgba.width(), rgba.height())
+    } else {
+        (iw, ih)
+    };
+    let mut full = if transparent {
+        background(&mut resizer, &rgba, iw, ih, true, opts.background)?
+    } else {
+        RgbImage::new(iw, ih)
+    };
+    let subject = if (iw, ih) == rgba.dimensions() {
+        rgba.clone()
+    } else {
+        resize_rgba(&mut resizer, &rgba, iw, ih)?
+    };
+    over(&mut full, &subject, 0, 0, 1.0);
+    stamp(
+        &mut resizer,
+        &mut full,
+        &opts.watermark,
+        logo,
+        text.as_ref(),
+    )?;
+    let image = Encoded {
+        bytes: encode(&DynamicImage::ImageRgb8(full), OutputFormat::Png)?,
+        width: iw,
+        height: ih,
+        content_type: "image/png",
+    };
+    Ok(Rendered {
+        image,
+        og,
+        pinterest,
+        square,
+    })
+}
+
+/// The largest size with the source's aspect ratio inside `max_w`×`max_h` (at least 1×1).
+pub fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
+    let scale = (f64::from(max_w) / f64::from(w)).min(f64::from(max_h) / f64::from(h));
+    let fw = (f64::from(w) * scale).round().clamp(1.0, f64::from(max_w)) as u32;
+    let fh = (f64::from(h) * scale).round().clamp(1.0, f64::from(max_h)) as u32;
+    (fw, fh)
+}
+
+fn resize_err(e: impl fmt::Display) -> String {
+    format!("resize failed: {e}")
+}
+
+fn resize_rgba(
+    resizer: &mut Resizer,
+    src: &RgbaImage,
+    w: u32,
+    h: u32,
+) -> Result<RgbaImage, String> {
+    let mut dst = RgbaImage::new(w, h);
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    resizer.resize(src, &mut dst, &opts).map_err(resize_err)?;
+    Ok(dst)
+}
+
+/// The canvas behind the subject.
+fn background(
+    resizer: &mut Resizer,
+    src: &RgbaImage,
+    w: u32,
+    h: u32,
+    transparent: bool,
+    bg: Background,
+) -> Result<RgbImage, String> {
+    match (transparent, bg) {
+        (true, Background::Color(c)) => Ok(RgbImage::from_pixel(w, h, image::Rgb(c))),
+        (true, Background::Gradient(top, bottom)) => {
+            let mut img = RgbImage::new(w, h);
+            for (y, row) in img.rows_mut().enumerate() {
+                let t = y as f32 / (h.max(2) - 1) as f32;
+                let c: [u8; 3] = std::array::from_fn(|i| {
+                    (f32::from(top[i]) * (1.0 - t) + f32::from(bottom[i]) * t).round() as u8
+                });
+                for p in row {
+                    p.0 = c;
+                }
+            }
+            Ok(img)
+        }
+        // Blurred cover: crop to the canvas's aspect, shrink 24× (averaging), then stretch back
+        // bilinearly — a smooth, cheap blur whatever the source size.
+        _ => {
+            let rgb = DynamicImage::ImageRgba8(src.clone()).to_rgb8();
+            let (sw, sh) = (f64::from(rgb.width()), f64::from(rgb.height()));
+            let scale = (f64::from(w) / sw).max(f64::from(h) / sh);
+            let (cw, ch) = (f64::from(w) / scale, f64::from(h) / scale);
+            let (tw, th) = ((w / 24).max(2), (h / 24).max(2));
+            let mut small = RgbImage::new(tw, th);
+            let opts = ResizeOptions::new()
+                .resize_alg(ResizeAlg::Convolution(FilterType::Box))
+                .crop((sw - cw) / 2.0, (sh - ch) / 2.0, cw, ch);
+            resizer
+                .resize(&rgb, &mut small, &opts)
+                .map_err(resize_err)?;
+            let mut big = RgbImage::new(w, h);
+            let up = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            resizer.resize(&small, &mut big, &up).map_err(resize_err)?;
+            // Soften so the subject stands out.
+            for p in big.pixels_mut() {
+                for c in &mut p.0 {
+                    *c = ((u16::from(*c) * 3 + 255) / 4) as u8;
+                }
+            }
+            Ok(big)
+        }
+    }
+}
+
+/// Alpha-blend `layer` onto `canvas` at (x, y), clipped, with an extra opacity.
+fn over(canvas: &mut RgbImage, layer: &RgbaImage, x: i64, y: i64, opacity: f32) {
+    let op = (opacity.clamp(0.0, 1.0) * 256.0) as u32;
+    let (cw, ch) = (i64::from(canvas.width()), i64::from(canvas.height()));
+    let x0 = x.max(0);
+    let x1 = (x + i64::from(layer.width())).min(cw);
+    if x0 >= x1 {
+        return;
+    }
+    for cy in y.max(0)..(y + i64::from(layer.height())).min(ch) {
+        let ly = (cy - y) as u32;
+        for cx in x0..x1 {
+            let l = layer.get_pixel((cx - x) as u32, ly).0;
+            let a = u32::from(l[3]) * op / 256;
+            if a == 0 {
+                continue;
+            }
+            let p = canvas.get_pixel_mut(cx as u32, cy as u32);
+            for (c, &lc) in p.0.iter_mut().zip(&l[..3]) {
+                *c = ((u32::from(lc) * a + u32::from(*c) * (255 - a) + 127) / 255) as u8;
+            }
+        }
+    }
+}
+
+/// A line of text in the 8×8 font as an alpha mask (8 px high, 8 px per character).
+fn text_mask(text: &str) -> GrayImage {
+    let chars: Vec<char> = text
+        .chars()
+        .take(60)
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect();
+    let mut mask = GrayImage::new(8 * chars.len().max(1) as u32, 8);
+    for (i, c) in chars.iter().enumerate() {
+        let glyph = font8x8::BASIC_FONTS.get(*c).unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for bit in 0..8 {
+                if bits & (1 << bit) != 0 {
+                    mask.put_pixel(i as u32 * 8 + bit, row as u32, image::Luma([255]));
+                }
+            }
+        }
+    }
+    mask
+}
+
+/// The watermark block (logo over text) at the canvas's scale.
+fn watermark_block(
+    resizer: &mut Resizer,
+    w: u32,
+    h: u32,
+    wm: &Watermark,
+    logo: Option<&RgbaImage>,
+    text: Option<&GrayImage>,
+) -> Result<Option<RgbaImage>, String> {
+    let short = f64::from(w.min(h));
+    let logo_w = (short * f64::from(wm.scale.clamp(0.01, 1.0)))
+        .round()
+        .max(8.0) as u32;
+    let logo = match logo {
+        Some(l) => {
+            let lh = ((f64::from(l.height()) * f64::from(logo_w) / f64::from(l.width())).round()
+                as u32)
+                .max(1);
+            Some(resize_rgba(resizer, l, logo_w, lh)?)
+        }
+        None => None,
+    };
+    let text = match text {
+        Some(t) => {
+            // Text height: a fifth of the logo, or 4% of the canvas without one.
+            let th = if logo.is_some() {
+                (logo_w / 5).max(8)
+            } else {
+                ((short * 0.04) as u32).max(8)
+            };
+            let tw = (t.width() * th / 8).min(w.saturating_sub(4)).max(1);
+            let mut scaled = GrayImage::new(tw, th);
+            let opts =
+                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            resizer.resize(t, &mut scaled, &opts).map_err(resize_err)?;
+            Some(scaled)
+        }
+        None => None,
+    };
+    let (lw, lh) = logo.as_ref().map_or((0, 0), |l| l.dimensions());
+    let (tw, th) = text.as_ref().map_or((0, 0), |t| t.dimensions());
+    let gap = if logo.is_some() && text.is_some() {
+        th / 3
+    } else {
+        0
+    };
+    let shadow = (th / 10).max(1);
+    let (bw, bh) = (
+        lw.max(tw + shadow),
+        lh + gap + th + if text.is_some() { shadow } else { 0 },
+    );
+    if bw == 0 || bh == 0 {
+        return Ok(None);
+    }
+    let mut block = RgbaImage::new(bw, bh);
+    if let Some(l) = &logo {
+        image::imageops::overlay(&mut block, l, i64::from((bw - lw) / 2), 0);
+    }
+    if let Some(t) = &text {
+        let (x, y) = ((bw - tw - shadow) / 2, lh + gap);
+        for (px, py, a) in t.enumerate_pixels() {
+            let a = a.0[0];
+            if a == 0 {
+                continue;
+            }
+            let s = block.get_pixel_mut(x + px + shadow, y + py + shadow);
+            s.0 = [0, 0, 0, s.0[3].max((u16::from(a) * 160 / 255) as u8)];
+        }
+        for (px, py, a) in t.enumerate_pixels() {
+            let a = a.0[0];
+            if a == 0 {
+                continue;
+            }
+            let d = block.get_pixel_mut(x + px, y + py);
+            let inv = 255 - u32::from(a);
+            let blend = |c: u8| ((255 * u32::from(a) + u32::from(c) * inv) / 255) as u8;
+            d.0 = [blend(d.0[0]), blend(d.0[1]), blend(d.0[2]), d.0[3].max(a)];
+        }
+    }
+    Ok(Some(block))
+}
+
+/// Lay the watermark on a canvas.
+fn stamp(
+    resizer: &mut Resizer,
+    canvas: &mut RgbImage,
+    wm: &Watermark,
+    logo: Option<&RgbaImage>,
+    text: Option<&GrayImage>,
+) -> Result<(), String> {
+    let (w, h) = canvas.dimensions();
+    let Some(block) = watermark_block(resizer, w, h, wm, logo, text)? else {
+        return Ok(());
+    };
+    let (bw, bh) = (i64::from(block.width()), i64::from(block.height()));
+    let (cw, ch) = (i64::from(w), i64::from(h));
+    let m = wm.offset.pixels(w, h);
+    if wm.gravity == Gravity::Tile {
+        let (sx, sy) = (bw * 2 + m, bh * 2 + m);
+        let mut y = m;
+        let mut row = 0;
+        while y < ch {
+            let mut x = m + if row % 2 == 1 { sx / 2 } else { 0 } - sx;
+            while x < cw {
+                over(canvas, &block, x, y, wm.opacity * 0.5);
+                x += sx;
+            }
+            y += sy;
+            row += 1;
+        }
+        return Ok(());
+    }
+    let x = match wm.gravity {
+        Gravity::NorthWest | Gravity::West | Gravity::SouthWest => m,
+        Gravity::North | Gravity::Center | Gravity::South => (cw - bw) / 2,
+        _ => cw - bw - m,
+    };
+    let y = match wm.gravity {
+        Gravity::NorthWest | Gravity::North | Gravity::NorthEast => m,
+        Gravity::West | Gravity::Center | Gravity::East => (ch - bh) / 2,
+        _ => ch - bh - m,
+    };
+    over(canvas, &block, x, y, wm.opacity);
+    Ok(())
+}
+
+/// Baseline JPEG, 4:2:0.
+pub fn jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>, String> {
+    let (w, h) = img.dimensions();
+    let (w16, h16) = (
+        u16::try_from(w).map_err(|_| "too wide for JPEG")?,
+        u16::try_from(h).map_err(|_| "too tall for JPEG")?,
+    );
+    let mut out = Vec::with_capacity((w * h / 8) as usize);
+    jpeg_encoder::Encoder::new(&mut out, quality)
+        .encode(img.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cutout(w: u32, h: u32) -> DynamicImage {
+        // A red disc on transparency.
+        DynamicImage::ImageRgba8(RgbaImage::from_fn(w, h, |x, y| {
+            let (dx, dy) = (x as f32 - w as f32 / 2.0, y as f32 - h as f32 / 2.0);
+            let inside = dx * dx + dy * dy < (w.min(h) as f32 / 2.5).powi(2);
+            image::Rgba([220, 30, 30, if inside { 255 } else { 0 }])
+        }))
+    }
+
+    fn decode(e: &Encoded) -> RgbImage {
+        image::load_from_memory(&e.bytes).unwrap().to_rgb8()
+    }
+
+    #[test]
+    fn renders_every_size_as_the_right_format() {
+        let r = render_share(&cutout(400, 300), &RenderOptions::default()).unwrap();
+        for (e, size) in [
+            (&r.og, OG_SIZE),
+            (&r.pinterest, PINTEREST_SIZE),
+            (&r.square, SQUARE_SIZE),
+        ] {
+            assert_eq!((e.width, e.height), size);
+            assert!(e.bytes.starts_with(&[0xFF, 0xD8, 0xFF]), "JPEG");
+            assert_eq!(decode(e).dimensions(), size);
+        }
+        assert!(r.image.bytes.starts_with(b"\x89PNG"));
+        assert_eq!(
+            (r.image.width, r.image.height),
+            (400, 300),
+            "small pictures keep their size"
+        );
+    }
+
+    #[test]
+    fn subject_is_fitted_not_stretched() {
+        // A 4:1 opaque strip: on the 1200×630 card it must stay 4:1 (1200×300), centred.
+        let strip =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(800, 200, image::Rgb([0, 0, 255])));
+        let opts = RenderOptions {
+            watermark: Watermark {
+                logo: None,
+                ..Watermark::default()
+            },
+            ..RenderOptions::default()
+        };
+        let r = render_share(&strip, &opts).unwrap();
+        let og = decode(&r.og);
+        let blue = |x, y| {
+            let p: &image::Rgb<u8> = og.get_pixel(x, y);
+            p.0[2] > 200 && p.0[0] < 60
+        };
+        assert!(blue(600, 315) && blue(5, 200) && blue(1195, 440));
+        // Above and below the strip is the softened, blurred cover: lighter than the strip.
+        assert!(!blue(600, 100) && !blue(600, 560));
+    }
+
+    #[test]
+    fn transparent_cutouts_get_the_background() {
+        let opts = RenderOptions {
+            background: Background::Color([0, 200, 0]),
+            watermark: Watermark {
+                logo: None,
+                ..Watermark::default()
+            },
+            ..RenderOptions::default()
+        };
+        let r = render_share(&cutout(300, 300), &opts).unwrap();
+        let sq = decode(&r.square);
+        let corner = sq.get_pixel(20, 20).0;
+        assert!(
+            corner[1] > 180 && corner[0] < 30,
+            "green corner, got {corner:?}"
+        );
+        let centre = sq.get_pixel(540, 540).0;
+        assert!(
+            centre[0] > 180 && centre[1] < 70,
+            "red subject, got {centre:?}"
+        );
+    }
+
+    #[test]
+    fn watermark_lands_where_gravity_says() {
+        let grey =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(600, 600, image::Rgb([60, 60, 60])));
+        let brightness = |img: &RgbImage, x0: u32, y0: u32| -> u32 {
+            let mut s = 0;
+            for y in y0..y0 + 100 {
+                for x in x0..x0 + 100 {
+                    s += u32::from(img.get_pixel(x, y).0[0]);
+                }
+            }
+            s / 10_000
+        };
+        for (gravity, bright_corner) in [
+            (Gravity::SouthEast, (970, 970)),
+            (Gravity::NorthWest, (10, 10)),
+        ] {
+            let opts = RenderOptions {
+                watermark: Watermark {
+                    gravity,
+                    opacity: 1.0,
+                    scale: 0.15,
+                    ..Watermark::default()
+                },
+                ..RenderOptions::default()
+            };
+            let sq = decode(&render_share(&grey, &opts).unwrap().square);
+            let (bx, by) = bright_corner;
+            let other = (1080 - 100 - bx, 1080 - 100 - by);
+            assert!(
+                brightness(&sq, bx, by) > brightness(&sq, other.0, other.1) + 20,
+                "{gravity:?}: watermark not in its corner"
+            );
+        }
+    }
+
+    #[test]
+    fn text_and_tile_watermarks_render() {
+        let grey =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(500, 500, image::Rgb([50, 50, 50])));
+        let plain = render_share(
+            &grey,
+            &RenderOptions {
+                watermark: Watermark {
+                    logo: None,
+                    ..Watermark::default()
+                },
+                ..RenderOptions::default()
+            },
+        )
+        .unwrap();
+        for wm in [
+            Watermark {
+                logo: None,
+                text: Some("Paws & Co".into()),
+                ..Watermark::default()
+            },
+            Watermark {
+                gravity: Gravity::Tile,
+                ..Watermark::default()
+            },
+        ] {
+            let r = render_share(
+                &grey,
+                &RenderOptions {
+                    watermark: wm.clone(),
+                    ..RenderOptions::default()
+                },
+            )
+            .unwrap();
+            assert_ne!(decode(&r.og), decode(&plain.og), "{wm:?} drew nothing");
+        }
+    }
+
+    #[test]
+    fn large_pictures_are_capped_and_rendering_is_deterministic() {
+        let big = cutout(3000, 2000);
+        let opts = RenderOptions::default();
+        let a = render_share(&big, &opts).unwrap();
+        assert_eq!((a.image.width, a.image.height), (1600, 1067));
+        let b = render_share(&big, &opts).unwrap();
+        assert_eq!(a.og.bytes, b.og.bytes);
+        assert_eq!(a.image.bytes, b.image.bytes);
+    }
+
+    #[test]
+    fn parses_settings() {
+        assert_eq!(
+            "bottom-right".parse::<Gravity>().unwrap(),
+            Gravity::SouthEast
+        );
+        assert_eq!("tile".parse::<Gravity>().unwrap(), Gravity::Tile);
+        assert!("middle-ish".parse::<Gravity>().is_err());
+        assert_eq!("24".parse::<Offset>().unwrap(), Offset::Pixels(24));
+        assert_eq!("24px".parse::<Offset>().unwrap(), Offset::Pixels(24));
+        assert_eq!("0.05".parse::<Offset>().unwrap(), Offset::Fraction(0.05));
+        assert_eq!("5%".parse::<Offset>().unwrap(), Offset::Fraction(0.05));
+        assert!("-3".parse::<Offset>().is_err());
+        assert_eq!("blur".parse::<Background>().unwrap(), Background::Blur);
+        assert_eq!(
+            "#ff8000".parse::<Background>().unwrap(),
+            Background::Color([255, 128, 0])
+        );
+        assert_eq!(
+            "color:1,2,3".parse::<Background>().unwrap(),
+            Background::Color([1, 2, 3])
+        );
+        assert_eq!(
+            "gradient:#ffffff|#000000".parse::<Background>().unwrap(),
+            Background::Gradient([255; 3], [0; 3])
+        );
+        assert!("plaid".parse::<Background>().is_err());
+        assert_ne!(
+            RenderOptions::default().fingerprint(),
+            RenderOptions {
+                jpeg_quality: 80,
+                ..RenderOptions::default()
+            }
+            .fingerprint()
+        );
+    }
+}
