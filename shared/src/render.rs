@@ -279,6 +279,9 @@ pub struct Rendered {
 pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rendered, String> {
     let rgba = source.to_rgba8();
     let transparent = rgba.pixels().any(|p| p.0[3] < 255);
+    // The picture's own colours, converted once, for every blurred background that needs them.
+    let colours: Option<RgbImage> = (!transparent || opts.background == Background::Blur)
+        .then(|| image::buffer::ConvertBuffer::convert(&rgba));
     let mut resizer = Resizer::new();
     let logo = opts.watermark.logo.as_ref();
     let text = opts
@@ -289,7 +292,14 @@ pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rende
         .map(text_mask);
 
     let card = |resizer: &mut Resizer, (w, h): (u32, u32)| -> Result<Encoded, String> {
-        let mut canvas = background(resizer, &rgba, w, h, transparent, opts.background)?;
+        let mut canvas = background(
+            resizer,
+            colours.as_ref(),
+            w,
+            h,
+            transparent,
+            opts.background,
+        )?;
         // Cut-outs float with a margin; photos fill the height or width they can.
         let margin = if transparent { 0.06 } else { 0.0 };
         let (bw, bh) = (
@@ -330,14 +340,21 @@ pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rende
         (iw, ih)
     };
     let mut full = if transparent {
-        background(&mut resizer, &rgba, iw, ih, true, opts.background)?
+        background(
+            &mut resizer,
+            colours.as_ref(),
+            iw,
+            ih,
+            true,
+            opts.background,
+        )?
     } else {
         RgbImage::new(iw, ih)
     };
     let subject = if (iw, ih) == rgba.dimensions() {
-        rgba.clone()
+        std::borrow::Cow::Borrowed(&rgba)
     } else {
-        resize_rgba(&mut resizer, &rgba, iw, ih)?
+        std::borrow::Cow::Owned(resize_rgba(&mut resizer, &rgba, iw, ih)?)
     };
     over(&mut full, &subject, 0, 0, 1.0);
     stamp(
@@ -388,7 +405,7 @@ fn resize_rgba(
 /// The canvas behind the subject.
 fn background(
     resizer: &mut Resizer,
-    src: &RgbaImage,
+    colours: Option<&RgbImage>,
     w: u32,
     h: u32,
     transparent: bool,
@@ -412,7 +429,9 @@ fn background(
         // Blurred cover: crop to the canvas's aspect, shrink 24× (averaging), then stretch back
         // bilinearly — a smooth, cheap blur whatever the source size.
         _ => {
-            let rgb = DynamicImage::ImageRgba8(src.clone()).to_rgb8();
+            let Some(rgb) = colours else {
+                return Err("a blurred background needs the picture's colours".into());
+            };
             let (sw, sh) = (f64::from(rgb.width()), f64::from(rgb.height()));
             let scale = (f64::from(w) / sw).max(f64::from(h) / sh);
             let (cw, ch) = (f64::from(w) / scale, f64::from(h) / scale);
@@ -421,9 +440,7 @@ fn background(
             let opts = ResizeOptions::new()
                 .resize_alg(ResizeAlg::Convolution(FilterType::Box))
                 .crop((sw - cw) / 2.0, (sh - ch) / 2.0, cw, ch);
-            resizer
-                .resize(&rgb, &mut small, &opts)
-                .map_err(resize_err)?;
+            resizer.resize(rgb, &mut small, &opts).map_err(resize_err)?;
             let mut big = RgbImage::new(w, h);
             let up = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
             resizer.resize(&small, &mut big, &up).map_err(resize_err)?;

@@ -9,6 +9,11 @@ use axum::{
 };
 use shared::{api::ErrorBody, intake::IntakeError, token::TokenError};
 
+use super::engine::EngineError;
+
+/// Seconds a client is asked to wait (`Retry-After`) when the service is busy.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The caller sent something we refuse; `code` is stable.
@@ -59,6 +64,15 @@ impl AppError {
         }
     }
 
+    /// The queue or the render slots are full.
+    pub fn busy() -> Self {
+        Self::unavailable(
+            "queue_full",
+            "the service is busy; please retry shortly",
+            RETRY_AFTER_SECS,
+        )
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             AppError::BadRequest { code, .. } | AppError::Unavailable { code, .. } => code,
@@ -77,6 +91,20 @@ impl From<IntakeError> for AppError {
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         AppError::status(status, e.code(), e.to_string())
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::QueueFull => AppError::busy(),
+            EngineError::Unavailable(reason) => AppError::unavailable(
+                "model_unavailable",
+                format!("the model is not available: {reason}"),
+                30,
+            ),
+            EngineError::Failed(detail) => AppError::Internal(detail),
+        }
     }
 }
 

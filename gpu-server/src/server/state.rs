@@ -88,9 +88,4 @@ impl Inner {
             shop_url: self.shop_url.clone(),
         }
     }
-
-    /// Seconds a client should wait before retrying when full.
-    pub fn retry_after(&self) -> u64 {
-        2
-    }
 }

@@ -14,7 +14,7 @@ use shared::{api::ErrorBody, page::escape};
 use utoipa::ToSchema;
 
 use crate::server::{
-    engine::{EngineError, ModelStatus},
+    engine::ModelStatus,
     error::{AppError, AppResult},
     state::AppState,
 };
@@ -132,13 +132,7 @@ pub async fn warmup(State(state): State<AppState>) -> AppResult<Json<Warmup>> {
     let waited_ms = t0.elapsed().as_secs_f64() * 1e3;
     let probe = RgbImage::from_fn(64, 64, |x, y| Rgb([(x * 4) as u8, (y * 4) as u8, 128]));
     let t1 = Instant::now();
-    state.engine.infer(probe).await.map_err(|e| match e {
-        EngineError::QueueFull => {
-            AppError::unavailable("queue_full", "the service is busy", state.retry_after())
-        }
-        EngineError::Unavailable(r) => AppError::unavailable("model_unavailable", r, 30),
-        EngineError::Failed(d) => AppError::Internal(d),
-    })?;
+    state.engine.infer(probe).await?;
     Ok(Json(Warmup {
         ready: true,
         waited_ms,

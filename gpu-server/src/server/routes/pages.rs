@@ -56,7 +56,7 @@ pub async fn share_page(
         .customer
         .get(&keys::manifest(&id))
         .await
-        .map_err(|e| storage_unavailable(&state, e))?
+        .map_err(storage_unavailable)?
     else {
         return Ok(share_not_found(&headers));
     };
@@ -84,7 +84,7 @@ async fn share_file(
         .customer
         .get(&file.key(&id))
         .await
-        .map_err(|e| storage_unavailable(state, e))?
+        .map_err(storage_unavailable)?
         .ok_or_else(not_found)?;
     Ok(immutable(headers, &etag, file.content_type(), bytes))
 }

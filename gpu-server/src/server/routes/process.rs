@@ -24,8 +24,7 @@ use super::{Form, immutable, read_form, wants_json};
 use crate::{
     model::ModelKind,
     server::{
-        engine::EngineError,
-        error::{AppError, AppResult},
+        error::{AppError, AppResult, RETRY_AFTER_SECS},
         state::{AppState, unix_now},
     },
 };
@@ -226,7 +225,7 @@ pub async fn remove_background(
                     return Err(AppError::unavailable(
                         "storage_unavailable",
                         "the result could not be stored; ask for the image itself (without Accept: application/json) or try again",
-                        state.retry_after(),
+                        RETRY_AFTER_SECS,
                     ));
                 }
                 Err(e) => {
@@ -296,11 +295,7 @@ pub async fn remove_background(
 /// Decode → infer → compose → encode, admitted by a permit and bounded by the request timeout.
 async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<Output> {
     let Ok(permit) = state.process_slots.clone().try_acquire_owned() else {
-        return Err(AppError::unavailable(
-            "queue_full",
-            "the service is busy; please retry shortly",
-            state.retry_after(),
-        ));
+        return Err(AppError::busy());
     };
     let limits = state.limits;
     let work = async {
@@ -312,19 +307,7 @@ async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<
             DynamicImage::ImageRgb8(rgb) => (rgb, None),
             other => (other.to_rgb8(), Some(other)),
         };
-        let inferred = state.engine.infer(rgb).await.map_err(|e| match e {
-            EngineError::QueueFull => AppError::unavailable(
-                "queue_full",
-                "the service is busy; please retry shortly",
-                state.retry_after(),
-            ),
-            EngineError::Unavailable(reason) => AppError::unavailable(
-                "model_unavailable",
-                format!("the model is not available: {reason}"),
-                30,
-            ),
-            EngineError::Failed(detail) => AppError::Internal(detail),
-        })?;
+        let inferred = state.engine.infer(rgb).await?;
         tracing::debug!(
             infer_ms = inferred.infer_ms,
             queued_ms = inferred.queued_ms,
@@ -356,7 +339,7 @@ async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<
                     "processing took longer than {} s; please retry",
                     state.request_timeout.as_secs()
                 ),
-                state.retry_after(),
+                RETRY_AFTER_SECS,
             )
         })?;
     drop(permit);
@@ -389,16 +372,16 @@ pub async fn get_result(
         .cache
         .get(&keys::result(&id))
         .await
-        .map_err(|e| storage_unavailable(&state, e))?
+        .map_err(storage_unavailable)?
         .ok_or_else(not_found)?;
     Ok(immutable(&headers, &id, sniffed_type(&bytes), bytes))
 }
 
-pub fn storage_unavailable(state: &AppState, e: impl std::fmt::Display) -> AppError {
+pub fn storage_unavailable(e: impl std::fmt::Display) -> AppError {
     tracing::warn!(error = %e, "storage unavailable");
     AppError::unavailable(
         "storage_unavailable",
         "storage is unavailable right now; please retry",
-        state.retry_after(),
+        RETRY_AFTER_SECS,
     )
 }

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use super::{process::storage_unavailable, read_form};
 use crate::server::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, RETRY_AFTER_SECS},
     state::{AppState, unix_now},
 };
 
@@ -99,7 +99,7 @@ pub async fn share_image(
                 .cache
                 .get(&keys::result(result_id))
                 .await
-                .map_err(|e| storage_unavailable(&state, e))?
+                .map_err(storage_unavailable)?
                 .ok_or_else(|| {
                     AppError::not_found(
                         "result_not_found",
@@ -129,7 +129,7 @@ pub async fn share_image(
         .customer
         .get(&manifest_key)
         .await
-        .map_err(|e| storage_unavailable(&state, e))?;
+        .map_err(storage_unavailable)?;
     if let Some(existing) = existing
         && let Ok(manifest) = serde_json::from_slice::<ShareManifest>(&existing)
     {
@@ -138,11 +138,7 @@ pub async fn share_image(
     }
 
     let Ok(permit) = state.render_slots.clone().try_acquire_owned() else {
-        return Err(AppError::unavailable(
-            "queue_full",
-            "the service is busy; please retry shortly",
-            state.retry_after(),
-        ));
+        return Err(AppError::busy());
     };
     let limits = state.limits;
     let render = state.render.clone();
@@ -158,7 +154,7 @@ pub async fn share_image(
         AppError::unavailable(
             "timeout",
             "rendering took too long; please retry",
-            state.retry_after(),
+            RETRY_AFTER_SECS,
         )
     })?
     .map_err(|e| AppError::Internal(format!("render task: {e}")))??;
@@ -192,12 +188,12 @@ pub async fn share_image(
         store.put(&keys::square(&id), rendered.square.bytes),
     )
     .await
-    .map_err(|e| storage_unavailable(&state, e))?;
+    .map_err(storage_unavailable)?;
     let json = serde_json::to_vec(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
     store
         .put(&manifest_key, json)
         .await
-        .map_err(|e| storage_unavailable(&state, e))?;
+        .map_err(storage_unavailable)?;
     state.metrics.share_outcome("rendered");
     Ok(Json(share_response(&base, &manifest, platform)))
 }
