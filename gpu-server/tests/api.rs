@@ -253,12 +253,21 @@ async fn openapi_document_and_route_table_agree() {
             .body(Body::empty())
             .unwrap();
         let a = send(&router, req).await;
-        let unknown_route = a.status == StatusCode::NOT_FOUND && a.body.is_empty();
+        let code = serde_json::from_slice::<Value>(&a.body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
         assert!(
-            !unknown_route,
+            code.as_deref() != Some("route_not_found")
+                && a.status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path} is documented but not routed"
         );
     }
+    // A path this build does not serve is a JSON 404 with its own code (verify-deploy tells a
+    // missing route from a missing share by it).
+    let a = get(&router, "/api/v2/share-images").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.code(), "route_not_found");
+    assert!(a.text().contains("/api/v2/share-images"), "{}", a.text());
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod remove;
+mod verify;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -33,6 +34,9 @@ pub enum Command {
     Remove(remove::RemoveArgs),
     /// Time the model on this machine (ms per image) and print JSON.
     Bench(bench::BenchArgs),
+    /// Check a running service against this build: every route served and documented, the
+    /// expected commit, readiness (waits through a cold start). Exits non-zero naming failures.
+    VerifyDeploy(verify::VerifyArgs),
 }
 
 /// Where the models live and where they run.
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Remove(args) => remove::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::VerifyDeploy(args) => verify::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,7 +20,7 @@ use shared::intake::Limits;
 use tokio::sync::Semaphore;
 
 pub use config::ServeArgs;
-pub use openapi::route_table;
+pub use openapi::{route_table, table as openapi_table};
 pub use state::AppState;
 
 use self::{engine::Engine, metrics::Metrics, state::Inner, storage::Store};
@@ -97,6 +97,7 @@ pub fn app(state: AppState, cors_origins: &[String]) -> Router {
     let (router, api) = openapi::router(upload_limit).split_for_parts();
     let api = Arc::new(api);
     router
+        .fallback(routes::no_route)
         .layer(axum::Extension(api))
         .layer(routes::cors(cors_origins))
         .layer(axum::middleware::from_fn_with_state(

@@ -86,6 +86,15 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     res
 }
 
+/// Any path or method this build does not serve: a JSON 404 naming it, with a code of its own
+/// so that `verify-deploy` can tell a missing route from a missing resource.
+pub async fn no_route(method: Method, uri: axum::http::Uri) -> AppError {
+    AppError::not_found(
+        "route_not_found",
+        format!("this service has no route {method} {}", uri.path()),
+    )
+}
+
 /// A panic in a handler answers a generic 500 JSON; the server keeps running.
 pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let detail = err
