@@ -81,6 +81,11 @@ impl Server {
     /// Start the service with local folders for storage under a fresh scratch directory, plus
     /// `args`, and wait until `/ready` answers 200 (at most 60 s).
     pub fn start(name: &str, args: &[&str]) -> Server {
+        Server::start_with_env(name, args, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for the server process.
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = scratch(name);
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -98,6 +103,7 @@ impl Server {
             .args(["--share-token-secret", "end-to-end-test-secret-0123"])
             .args(args)
             .env("LOG_FORMAT", "json")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()

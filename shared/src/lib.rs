@@ -10,6 +10,8 @@
 //! - [`compose`]: turn an image and its alpha mask into the requested output (cut-out, mask,
 //!   solid or blurred background).
 //! - [`render`]: the share images (watermark, 1200×630 / 1000×1500 / 1080×1080 JPEGs).
+//! - [`publish`]: the share flow's rules (form fields, share id, manifest, objects in write
+//!   order), applied by both shells.
 //! - [`ids`], [`token`]: content-hash ids and signed share tokens.
 //! - [`share`], [`page`], [`api`]: platforms and intent links, the share page's HTML, the JSON
 //!   both services answer and the share manifest they store.
@@ -20,6 +22,7 @@ pub mod encode;
 pub mod ids;
 pub mod intake;
 pub mod page;
+pub mod publish;
 pub mod render;
 pub mod resize;
 pub mod share;

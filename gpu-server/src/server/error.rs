@@ -94,6 +94,13 @@ impl From<IntakeError> for AppError {
     }
 }
 
+impl From<shared::publish::Refusal> for AppError {
+    fn from(r: shared::publish::Refusal) -> Self {
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+        AppError::status(status, r.code, r.message)
+    }
+}
+
 impl From<EngineError> for AppError {
     fn from(e: EngineError) -> Self {
         match e {

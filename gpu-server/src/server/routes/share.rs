@@ -8,10 +8,10 @@ use axum::{
 use bytes::Bytes;
 use shared::{
     api::{ErrorBody, ShareManifest, ShareResponse, keys, share_response},
-    ids::{content_id, is_valid_id},
+    ids::is_valid_id,
     intake,
+    publish::{self, ShareFields, ShareObjects, share_fields, share_id},
     render::render_share,
-    share::Platform,
     token,
 };
 use utoipa::ToSchema;
@@ -21,9 +21,6 @@ use crate::server::{
     error::{AppError, AppResult, RETRY_AFTER_SECS},
     state::{AppState, unix_now},
 };
-
-/// Longest accepted title, in characters.
-pub const MAX_TITLE_CHARS: usize = 140;
 
 /// The multipart form of `POST /api/v2/share-image`: an `image`, or a `result_id` with its token.
 #[derive(Debug, ToSchema)]
@@ -67,20 +64,7 @@ pub async fn share_image(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> AppResult<Json<ShareResponse>> {
     let form = read_form(multipart, state.limits.max_bytes).await?;
-    let platform: Platform = form
-        .text("platform")
-        .ok_or_else(|| AppError::bad("missing_platform", "the form has no `platform` field"))?
-        .parse()
-        .map_err(|e: shared::share::UnknownPlatform| {
-            AppError::bad("invalid_platform", e.to_string())
-        })?;
-    let title = form.text("title").unwrap_or("").to_owned();
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(AppError::bad(
-            "invalid_title",
-            format!("the title is longer than {MAX_TITLE_CHARS} characters"),
-        ));
-    }
+    let ShareFields { platform, title } = share_fields(form.text("platform"), form.text("title"))?;
 
     let source: Bytes = match (&form.image, form.text("result_id")) {
         (Some(image), _) => image.clone(),
@@ -116,11 +100,7 @@ pub async fn share_image(
     };
     intake::inspect(&source, &state.limits)?;
 
-    let id = content_id(&[
-        &source,
-        title.as_bytes(),
-        state.render_fingerprint.as_bytes(),
-    ]);
+    let id = share_id(&source, &title, &state.render_fingerprint);
     let base = state.base_url(&headers);
     let manifest_key = keys::manifest(&id);
 
@@ -161,37 +141,21 @@ pub async fn share_image(
     drop(permit);
 
     // Images first, the manifest last: a share page exists only once all its images do.
-    let alt = if title.is_empty() {
-        "A pet photo with its background removed".to_owned()
-    } else {
-        title.clone()
-    };
-    let manifest = ShareManifest {
-        id: id.clone(),
-        title: if title.is_empty() {
-            state.site_name.clone()
-        } else {
-            title
-        },
-        alt,
-        image: rendered.image.stored(),
-        og: rendered.og.stored(),
-        pinterest: rendered.pinterest.stored(),
-        square: rendered.square.stored(),
-        created_at: unix_now(),
-    };
+    let manifest = publish::manifest(&id, &title, &state.site_name, &rendered, unix_now());
+    let ShareObjects {
+        images,
+        manifest: meta,
+    } = publish::objects(rendered, &manifest);
     let store = &state.customer;
-    futures::future::try_join4(
-        store.put(&keys::image(&id), rendered.image.bytes),
-        store.put(&keys::og(&id), rendered.og.bytes),
-        store.put(&keys::pinterest(&id), rendered.pinterest.bytes),
-        store.put(&keys::square(&id), rendered.square.bytes),
+    futures::future::try_join_all(
+        images
+            .into_iter()
+            .map(|o| async move { store.put(&o.key, o.bytes).await }),
     )
     .await
     .map_err(storage_unavailable)?;
-    let json = serde_json::to_vec(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
     store
-        .put(&manifest_key, json)
+        .put(&meta.key, meta.bytes)
         .await
         .map_err(storage_unavailable)?;
     state.metrics.share_outcome("rendered");
