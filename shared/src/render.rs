@@ -221,6 +221,53 @@ impl Default for RenderOptions {
 }
 
 impl RenderOptions {
+    /// From settings by name, as both shells read them (gpu-server from flags and env, the
+    /// Worker from its vars): `WATERMARK_TEXT`, `WATERMARK_GRAVITY` (se), `WATERMARK_OFFSET`
+    /// (0.03), `WATERMARK_OPACITY` (0.85), `WATERMARK_SCALE` (0.14), `SHARE_BACKGROUND`
+    /// (`gradient:#faf6f0|#e2e8f0`). Missing ones take those defaults; `logo: None` is the
+    /// product's own logo.
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+        logo: Option<RgbaImage>,
+    ) -> Result<Self, String> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str, default: f32| -> Result<f32, String> {
+            get(name).map_or(Ok(default), |v| {
+                v.parse::<f32>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .ok_or_else(|| format!("{name}: `{v}` is not a number"))
+            })
+        };
+        let watermark = Watermark {
+            logo: Some(logo.unwrap_or_else(default_logo)),
+            text: get("WATERMARK_TEXT"),
+            gravity: get("WATERMARK_GRAVITY")
+                .as_deref()
+                .unwrap_or("se")
+                .parse()?,
+            offset: get("WATERMARK_OFFSET")
+                .as_deref()
+                .unwrap_or("0.03")
+                .parse()?,
+            opacity: number("WATERMARK_OPACITY", 0.85)?.clamp(0.0, 1.0),
+            scale: number("WATERMARK_SCALE", 0.14)?.clamp(0.01, 1.0),
+        };
+        let background = get("SHARE_BACKGROUND")
+            .as_deref()
+            .unwrap_or("gradient:#faf6f0|#e2e8f0")
+            .parse()?;
+        Ok(RenderOptions {
+            watermark,
+            background,
+            ..RenderOptions::default()
+        })
+    }
+
     /// Everything that changes the output, for share ids: same fingerprint, same bytes.
     pub fn fingerprint(&self) -> String {
         let w = &self.watermark;
@@ -275,39 +322,59 @@ pub struct Rendered {
     pub square: Encoded,
 }
 
-/// Render every share image of `source` (a cut-out with alpha or an opaque photo).
-pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rendered, String> {
-    let rgba = source.to_rgba8();
-    let transparent = rgba.pixels().any(|p| p.0[3] < 255);
-    // The picture's own colours, converted once, for every blurred background that needs them.
-    let colours: Option<RgbImage> = (!transparent || opts.background == Background::Blur)
-        .then(|| image::buffer::ConvertBuffer::convert(&rgba));
-    let mut resizer = Resizer::new();
-    let logo = opts.watermark.logo.as_ref();
-    let text = opts
-        .watermark
-        .text
-        .as_deref()
-        .filter(|t| !t.trim().is_empty())
-        .map(text_mask);
+/// A picture made ready for rendering: converted once, its logo and text prepared.
+struct Prepared<'a> {
+    opts: &'a RenderOptions,
+    rgba: RgbaImage,
+    transparent: bool,
+    /// The picture's own colours, converted once, for every blurred background that needs them.
+    colours: Option<RgbImage>,
+    text: Option<GrayImage>,
+    resizer: Resizer,
+}
 
-    let card = |resizer: &mut Resizer, (w, h): (u32, u32)| -> Result<Encoded, String> {
+impl<'a> Prepared<'a> {
+    fn new(source: &DynamicImage, opts: &'a RenderOptions) -> Self {
+        let rgba = source.to_rgba8();
+        let transparent = rgba.pixels().any(|p| p.0[3] < 255);
+        let colours: Option<RgbImage> = (!transparent || opts.background == Background::Blur)
+            .then(|| image::buffer::ConvertBuffer::convert(&rgba));
+        let text = opts
+            .watermark
+            .text
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(text_mask);
+        Prepared {
+            opts,
+            rgba,
+            transparent,
+            colours,
+            text,
+            resizer: Resizer::new(),
+        }
+    }
+
+    /// One `w`×`h` JPEG card: the picture fitted (never stretched) over its background,
+    /// watermarked.
+    fn card(&mut self, (w, h): (u32, u32)) -> Result<Encoded, String> {
+        let opts = self.opts;
         let mut canvas = background(
-            resizer,
-            colours.as_ref(),
+            &mut self.resizer,
+            self.colours.as_ref(),
             w,
             h,
-            transparent,
+            self.transparent,
             opts.background,
         )?;
         // Cut-outs float with a margin; photos fill the height or width they can.
-        let margin = if transparent { 0.06 } else { 0.0 };
+        let margin = if self.transparent { 0.06 } else { 0.0 };
         let (bw, bh) = (
             (f64::from(w) * (1.0 - 2.0 * margin)) as u32,
             (f64::from(h) * (1.0 - 2.0 * margin)) as u32,
         );
-        let (fw, fh) = fit(rgba.width(), rgba.height(), bw, bh);
-        let subject = resize_rgba(resizer, &rgba, fw, fh)?;
+        let (fw, fh) = fit(self.rgba.width(), self.rgba.height(), bw, bh);
+        let subject = resize_rgba(&mut self.resizer, &self.rgba, fw, fh)?;
         over(
             &mut canvas,
             &subject,
@@ -315,18 +382,42 @@ pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rende
             i64::from((h - fh) / 2),
             1.0,
         );
-        stamp(resizer, &mut canvas, &opts.watermark, logo, text.as_ref())?;
+        stamp(
+            &mut self.resizer,
+            &mut canvas,
+            &opts.watermark,
+            opts.watermark.logo.as_ref(),
+            self.text.as_ref(),
+        )?;
         Ok(Encoded {
             bytes: jpeg(&canvas, opts.jpeg_quality)?,
             width: w,
             height: h,
             content_type: "image/jpeg",
         })
-    };
+    }
+}
 
-    let og = card(&mut resizer, OG_SIZE)?;
-    let pinterest = card(&mut resizer, PINTEREST_SIZE)?;
-    let square = card(&mut resizer, SQUARE_SIZE)?;
+/// Only the 1200×630 Open Graph card (what a crawler asks for first; the benchmark's unit).
+pub fn render_og(source: &DynamicImage, opts: &RenderOptions) -> Result<Encoded, String> {
+    Prepared::new(source, opts).card(OG_SIZE)
+}
+
+/// Render every share image of `source` (a cut-out with alpha or an opaque photo).
+pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rendered, String> {
+    let mut p = Prepared::new(source, opts);
+    let og = p.card(OG_SIZE)?;
+    let pinterest = p.card(PINTEREST_SIZE)?;
+    let square = p.card(SQUARE_SIZE)?;
+    let Prepared {
+        rgba,
+        transparent,
+        colours,
+        text,
+        mut resizer,
+        ..
+    } = p;
+    let logo = opts.watermark.logo.as_ref();
 
     let (iw, ih) = fit(
         rgba.width(),
@@ -675,6 +766,46 @@ mod tests {
             (r.image.width, r.image.height),
             (400, 300),
             "small pictures keep their size"
+        );
+    }
+
+    #[test]
+    fn settings_by_name_default_to_the_defaults() {
+        let from_vars = RenderOptions::from_vars(|_| None, None).unwrap();
+        assert_eq!(
+            from_vars.fingerprint(),
+            RenderOptions::default().fingerprint()
+        );
+        let custom = RenderOptions::from_vars(
+            |k| match k {
+                "WATERMARK_GRAVITY" => Some("tile".into()),
+                "WATERMARK_OPACITY" => Some("7".into()),
+                "WATERMARK_TEXT" => Some("  ".into()),
+                _ => None,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(custom.watermark.gravity, Gravity::Tile);
+        assert_eq!(custom.watermark.opacity, 1.0);
+        assert_eq!(custom.watermark.text, None);
+        assert!(
+            RenderOptions::from_vars(|k| (k == "WATERMARK_SCALE").then(|| "big".into()), None)
+                .is_err()
+        );
+        assert!(
+            RenderOptions::from_vars(|k| (k == "WATERMARK_GRAVITY").then(|| "up".into()), None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_og_card_alone_is_the_same_bytes_as_in_the_full_share() {
+        let src = cutout(500, 380);
+        let opts = RenderOptions::default();
+        assert_eq!(
+            render_og(&src, &opts).unwrap().bytes,
+            render_share(&src, &opts).unwrap().og.bytes
         );
     }
 

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
-use shared::render::{Background, Gravity, Offset, RenderOptions, Watermark};
+use shared::render::RenderOptions;
 
 use crate::cli::ModelArgs;
 
@@ -165,30 +165,25 @@ impl ServeArgs {
                         .to_rgba8(),
                 )
             }
-            None => Some(shared::render::default_logo()),
+            None => None,
         };
-        let watermark = Watermark {
-            logo,
-            text: self.watermark_text.clone().filter(|t| !t.trim().is_empty()),
-            gravity: self
-                .watermark_gravity
-                .parse::<Gravity>()
-                .map_err(anyhow::Error::msg)?,
-            offset: self
-                .watermark_offset
-                .parse::<Offset>()
-                .map_err(anyhow::Error::msg)?,
-            opacity: self.watermark_opacity.clamp(0.0, 1.0),
-            scale: self.watermark_scale.clamp(0.01, 1.0),
+        let vars = [
+            ("WATERMARK_TEXT", self.watermark_text.clone()),
+            ("WATERMARK_GRAVITY", Some(self.watermark_gravity.clone())),
+            ("WATERMARK_OFFSET", Some(self.watermark_offset.clone())),
+            (
+                "WATERMARK_OPACITY",
+                Some(self.watermark_opacity.to_string()),
+            ),
+            ("WATERMARK_SCALE", Some(self.watermark_scale.to_string())),
+            ("SHARE_BACKGROUND", Some(self.share_background.clone())),
+        ];
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.clone())
         };
-        Ok(RenderOptions {
-            watermark,
-            background: self
-                .share_background
-                .parse::<Background>()
-                .map_err(anyhow::Error::msg)?,
-            ..RenderOptions::default()
-        })
+        RenderOptions::from_vars(var, logo).map_err(anyhow::Error::msg)
     }
 
     /// Check the original's InSPyReNet settings. This build serves U²-Netp; InSPyReNet needs

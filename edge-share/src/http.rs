@@ -1,0 +1,206 @@
+//! Target-agnostic HTTP rules of the Worker: settings, byte ranges, CORS, cache headers.
+
+use shared::api::ErrorBody;
+
+/// Immutable, content-addressed objects: a year, never revalidated.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Share pages: the manifest never changes, but the page's HTML may with a new build.
+pub const PAGE_CACHE: &str = "public, max-age=300, s-maxage=86400";
+
+/// Settings from the Worker's vars and secrets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Public base URL of the share routes; empty: the request's own origin.
+    pub public_base_url: String,
+    pub site_name: String,
+    pub shop_url: String,
+    /// Origins allowed to call the upload route from a browser; `*` for any.
+    pub cors_origins: Vec<String>,
+    pub max_upload_bytes: usize,
+    pub max_pixels: u64,
+}
+
+impl Settings {
+    /// From a lookup of vars (missing ones take their defaults).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let num = |name: &str, default: u64| {
+            var(name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(default)
+        };
+        Settings {
+            public_base_url: var("PUBLIC_BASE_URL")
+                .unwrap_or_default()
+                .trim()
+                .trim_end_matches('/')
+                .to_owned(),
+            site_name: var("SITE_NAME").unwrap_or_else(|| "Pet Cutout".to_owned()),
+            shop_url: var("SHOP_URL").unwrap_or_else(|| "/".to_owned()),
+            cors_origins: var("CORS_ALLOWED_ORIGINS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            max_upload_bytes: num("MAX_UPLOAD_BYTES", 15 << 20) as usize,
+            max_pixels: num("MAX_PIXELS", 40_000_000),
+        }
+    }
+
+    /// The base URL for links: the configured one, else the request's origin.
+    pub fn base_url(&self, request_origin: &str) -> String {
+        if self.public_base_url.is_empty() {
+            request_origin.trim_end_matches('/').to_owned()
+        } else {
+            self.public_base_url.clone()
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request's `Origin`, if it is allowed.
+    pub fn allow_origin(&self, origin: Option<&str>) -> Option<String> {
+        let origin = origin?.trim_end_matches('/');
+        if self.cors_origins.iter().any(|o| o == "*") {
+            Some("*".to_owned())
+        } else if self.cors_origins.iter().any(|o| o == origin) {
+            Some(origin.to_owned())
+        } else {
+            None
+        }
+    }
+}
+
+/// A JSON error body (gpu-server's shape).
+pub fn error_json(code: &str, message: &str) -> String {
+    serde_json::to_string(&ErrorBody::new(code, message))
+        .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"error"}}"#.to_owned())
+}
+
+/// A byte range answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// No `Range` header, or one we answer with the whole body (several ranges, other units).
+    Full,
+    /// Inclusive start and end.
+    Part(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Parse a `Range` header against a body of `len` bytes. A single `bytes=` range is honoured
+/// (`a-b`, `a-`, `-n`); anything else gets the whole body, as RFC 9110 allows.
+pub fn range(header: Option<&str>, len: u64) -> Range {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Range::Full;
+    };
+    if spec.contains(',') {
+        return Range::Full;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Range::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else {
+                return Range::Full;
+            };
+            let end = if b.is_empty() {
+                Some(len.saturating_sub(1))
+            } else {
+                match b.parse::<u64>() {
+                    Ok(e) if e >= start => Some(e.min(len.saturating_sub(1))),
+                    _ => return Range::Full,
+                }
+            };
+            if start >= len {
+                return Range::Unsatisfiable;
+            }
+            end.map(|e| (start, e))
+        }
+        (true, false) => {
+            let Ok(n) = b.parse::<u64>() else {
+                return Range::Full;
+            };
+            if n == 0 || len == 0 {
+                return Range::Unsatisfiable;
+            }
+            Some((len.saturating_sub(n), len - 1))
+        }
+        (true, true) => return Range::Full,
+    };
+    match parsed {
+        Some((s, e)) => Range::Part(s, e),
+        None => Range::Full,
+    }
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, `*` matches).
+pub fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
+    let Some(h) = if_none_match else {
+        return false;
+    };
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    h.split(',')
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range(None, 100), Range::Full);
+        assert_eq!(range(Some("bytes=0-9"), 100), Range::Part(0, 9));
+        assert_eq!(range(Some("bytes=90-"), 100), Range::Part(90, 99));
+        assert_eq!(range(Some("bytes=90-500"), 100), Range::Part(90, 99));
+        assert_eq!(range(Some("bytes=-10"), 100), Range::Part(90, 99));
+        assert_eq!(range(Some("bytes=-500"), 100), Range::Part(0, 99));
+        assert_eq!(range(Some("bytes=100-"), 100), Range::Unsatisfiable);
+        assert_eq!(range(Some("bytes=-0"), 100), Range::Unsatisfiable);
+        assert_eq!(range(Some("bytes=5-1"), 100), Range::Full);
+        assert_eq!(range(Some("bytes=0-1,5-6"), 100), Range::Full);
+        assert_eq!(range(Some("items=0-1"), 100), Range::Full);
+        assert_eq!(range(Some("bytes=x-1"), 100), Range::Full);
+    }
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches(Some("\"abc\""), "\"abc\""));
+        assert!(etag_matches(Some("W/\"abc\", \"x\""), "\"abc\""));
+        assert!(etag_matches(Some("*"), "\"abc\""));
+        assert!(!etag_matches(Some("\"abd\""), "\"abc\""));
+        assert!(!etag_matches(None, "\"abc\""));
+    }
+
+    #[test]
+    fn settings_and_cors() {
+        let s = Settings::from_vars(|k| match k {
+            "CORS_ALLOWED_ORIGINS" => Some("https://shop.example, https://b.example/".into()),
+            "PUBLIC_BASE_URL" => Some("https://share.example/".into()),
+            "MAX_UPLOAD_BYTES" => Some("1000".into()),
+            _ => None,
+        });
+        assert_eq!(s.base_url("http://127.0.0.1:8787"), "https://share.example");
+        assert_eq!(s.max_upload_bytes, 1000);
+        assert_eq!(
+            s.allow_origin(Some("https://b.example")).as_deref(),
+            Some("https://b.example")
+        );
+        assert_eq!(s.allow_origin(Some("https://evil.example")), None);
+        assert_eq!(s.allow_origin(None), None);
+        let open = Settings::from_vars(|k| (k == "CORS_ALLOWED_ORIGINS").then(|| "*".into()));
+        assert_eq!(open.allow_origin(Some("https://x")).as_deref(), Some("*"));
+        assert_eq!(
+            open.base_url("http://127.0.0.1:8787/"),
+            "http://127.0.0.1:8787"
+        );
+    }
+
+    #[test]
+    fn errors_have_the_servers_shape() {
+        let v: serde_json::Value = serde_json::from_str(&error_json("queue_full", "busy")).unwrap();
+        assert_eq!(v["error"]["code"], "queue_full");
+        assert_eq!(v["error"]["message"], "busy");
+    }
+}
