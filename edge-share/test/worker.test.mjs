@@ -2,7 +2,7 @@
 // local R2 bucket, the Cache API and the rate limiter. One test also runs the real gpu-server
 // (GPU_SERVER_BIN) to check that both shells store the same bytes for the same share.
 //
-//   scripts/build-worker && GPU_SERVER_BIN=target/debug/gpu-server node --test edge-share/test/
+//   scripts/build-worker && GPU_SERVER_BIN=target/debug/gpu-server node --test edge-share/test/worker.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
