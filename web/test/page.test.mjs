@@ -222,6 +222,47 @@ test("errors: a file that is not a photo, a busy service with a retry", async ()
   }
 });
 
+test("a 20 MP photo is scaled down in the browser before it is uploaded", async () => {
+  const { context, page, errors } = await openPage("desktop");
+  try {
+    await page.waitForFunction(() => document.getElementById("app").dataset.state === "ready");
+    const uploaded = [];
+    page.on("request", (r) => {
+      if (r.url().endsWith("/api/v2/remove-background")) uploaded.push(r.postDataBuffer()?.length ?? 0);
+    });
+    // A 5000×4000 photo (a phone's 20 MP), drawn in the page and handed to the picker.
+    await page.evaluate(async () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 5000;
+      canvas.height = 4000;
+      const ctx = canvas.getContext("2d");
+      const grad = ctx.createLinearGradient(0, 0, 5000, 4000);
+      grad.addColorStop(0, "#8a6d52");
+      grad.addColorStop(1, "#e9dccb");
+      ctx.fillStyle = grad;
+      ctx.fillRect(0, 0, 5000, 4000);
+      ctx.fillStyle = "#3b2a1d";
+      ctx.beginPath();
+      ctx.ellipse(2500, 2100, 1300, 1500, 0, 0, Math.PI * 2);
+      ctx.fill();
+      const blob = await new Promise((r) => canvas.toBlob(r, "image/jpeg", 0.9));
+      const dt = new DataTransfer();
+      dt.items.add(new File([blob], "phone.jpg", { type: "image/jpeg" }));
+      const input = document.getElementById("file");
+      input.files = dt.files;
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+    await page.waitForSelector("#result:not([hidden])", { timeout: 120_000 });
+    const size = await page.$eval("#after", (c) => [c.width, c.height]);
+    assert.deepEqual(size, [3072, 2458], "the cut-out comes back at the scaled size");
+    assert.equal(uploaded.length, 1);
+    await shot(page, "desktop-7-scaled-photo");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("phone: the same flow fits the screen, and the controls are labelled", async () => {
   const { context, page, errors } = await openPage("phone");
   try {
