@@ -325,7 +325,8 @@ pub struct Rendered {
 /// A picture made ready for rendering: converted once, its logo and text prepared.
 struct Prepared<'a> {
     opts: &'a RenderOptions,
-    rgba: RgbaImage,
+    /// Borrowed when the picture already is 8-bit RGBA (a cut-out): no 4 MB copy.
+    rgba: std::borrow::Cow<'a, RgbaImage>,
     transparent: bool,
     /// The picture's own colours, converted once, for every blurred background that needs them.
     colours: Option<RgbImage>,
@@ -334,11 +335,14 @@ struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
-    fn new(source: &DynamicImage, opts: &'a RenderOptions) -> Self {
-        let rgba = source.to_rgba8();
+    fn new(source: &'a DynamicImage, opts: &'a RenderOptions) -> Self {
+        let rgba = match source {
+            DynamicImage::ImageRgba8(img) => std::borrow::Cow::Borrowed(img),
+            other => std::borrow::Cow::Owned(other.to_rgba8()),
+        };
         let transparent = rgba.pixels().any(|p| p.0[3] < 255);
         let colours: Option<RgbImage> = (!transparent || opts.background == Background::Blur)
-            .then(|| image::buffer::ConvertBuffer::convert(&rgba));
+            .then(|| image::buffer::ConvertBuffer::convert(&*rgba));
         let text = opts
             .watermark
             .text
@@ -443,7 +447,7 @@ pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rende
         RgbImage::new(iw, ih)
     };
     let subject = if (iw, ih) == rgba.dimensions() {
-        std::borrow::Cow::Borrowed(&rgba)
+        std::borrow::Cow::Borrowed(&*rgba)
     } else {
         std::borrow::Cow::Owned(resize_rgba(&mut resizer, &rgba, iw, ih)?)
     };
