@@ -914,3 +914,40 @@ async fn a_slow_request_times_out_with_503() {
         r.text()
     );
 }
+
+#[tokio::test]
+async fn photos_arriving_together_share_one_inference_batch() {
+    let (_, router) = setup(&[
+        "--batch-size",
+        "4",
+        "--batch-wait-ms",
+        "1500",
+        "--queue-size",
+        "8",
+    ])
+    .await;
+    wait_ready(&router).await;
+    // Four different photos at once: the worker takes the first, waits for the batch to fill
+    // and infers all four in one pass.
+    let photos: Vec<Vec<u8>> = (0..4).map(|i| png(96 + i, 80)).collect();
+    let router = &router;
+    let answers = futures::future::join_all(photos.iter().map(|p| async move {
+        let parts: [Part<'_>; 1] = [("image", Some("p.png"), p)];
+        post(router, "/api/v2/remove-background", &parts, false).await
+    }))
+    .await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    }
+    let metrics = get(router, "/metrics").await.text();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    let images = value("inference_batch_size_sum");
+    let batches = value("inference_batch_size_count");
+    assert_eq!(images, 4.0, "{metrics}");
+    assert!(batches <= 2.0, "{batches} batches for 4 photos:\n{metrics}");
+}
