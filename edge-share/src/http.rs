@@ -134,16 +134,6 @@ pub fn range(header: Option<&str>, len: u64) -> Range {
     }
 }
 
-/// Whether an `If-None-Match` header matches `etag` (weak comparison, `*` matches).
-pub fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
-    let Some(h) = if_none_match else {
-        return false;
-    };
-    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    h.split(',')
-        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,15 +152,6 @@ mod tests {
         assert_eq!(range(Some("bytes=0-1,5-6"), 100), Range::Full);
         assert_eq!(range(Some("items=0-1"), 100), Range::Full);
         assert_eq!(range(Some("bytes=x-1"), 100), Range::Full);
-    }
-
-    #[test]
-    fn etags() {
-        assert!(etag_matches(Some("\"abc\""), "\"abc\""));
-        assert!(etag_matches(Some("W/\"abc\", \"x\""), "\"abc\""));
-        assert!(etag_matches(Some("*"), "\"abc\""));
-        assert!(!etag_matches(Some("\"abd\""), "\"abc\""));
-        assert!(!etag_matches(None, "\"abc\""));
     }
 
     #[test]

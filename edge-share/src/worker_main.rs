@@ -5,7 +5,7 @@ use shared::{
     api::{ShareFile, ShareManifest, keys, share_response},
     ids::is_valid_id,
     intake::{self, IntakeError, Limits},
-    page::{PageConfig, share_page},
+    page::{PageConfig, etag_matches, not_found_page, share_page, wants_json},
     publish::{self, Refusal, share_fields, share_id},
     render::{RenderOptions, render_og, render_share},
     token::{self, TokenError},
@@ -16,6 +16,21 @@ use worker::{
 };
 
 use crate::http::{self, IMMUTABLE, PAGE_CACHE, Range, Settings, error_json};
+
+/// The render settings and their fingerprint: vars do not change within an isolate, so the
+/// logo is decoded and fingerprinted once, not per upload.
+fn render_settings(env: &Env) -> Result<&'static (RenderOptions, String), String> {
+    static RENDER: std::sync::OnceLock<Result<(RenderOptions, String), String>> =
+        std::sync::OnceLock::new();
+    RENDER
+        .get_or_init(|| {
+            let opts = RenderOptions::from_vars(|k| env.var(k).ok().map(|v| v.to_string()), None)?;
+            let fingerprint = opts.fingerprint();
+            Ok((opts, fingerprint))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
 
 /// Why a request failed: refused (4xx/503 with a code) or broken (500, details to the log).
 enum Fail {
@@ -37,17 +52,12 @@ impl From<Refusal> for Fail {
 }
 impl From<IntakeError> for Fail {
     fn from(e: IntakeError) -> Self {
-        let status = match e {
-            IntakeError::TooLarge { .. } | IntakeError::TooManyPixels { .. } => 413,
-            IntakeError::UnsupportedFormat => 415,
-            _ => 422,
-        };
-        refuse(status, e.code(), e.to_string())
+        refuse(e.http_status(), e.code(), e.to_string())
     }
 }
 impl From<TokenError> for Fail {
     fn from(e: TokenError) -> Self {
-        refuse(403, e.code(), e.to_string())
+        refuse(e.http_status(), e.code(), e.to_string())
     }
 }
 
@@ -351,9 +361,9 @@ async fn share(mut req: Request, env: &Env, settings: &Settings) -> Answer {
     };
     intake::inspect(&source, &limits)?;
 
-    let render = RenderOptions::from_vars(|k| env.var(k).ok().map(|v| v.to_string()), None)
-        .map_err(|e| Fail::Internal(format!("render settings: {e}")))?;
-    let id = share_id(&source, &fields.title, &render.fingerprint());
+    let (render, fingerprint) =
+        render_settings(env).map_err(|e| Fail::Internal(format!("render settings: {e}")))?;
+    let id = share_id(&source, &fields.title, fingerprint);
     let base = settings.base_url(&origin_of(&req));
     if let Some(existing) = read_manifest(&bucket, &id).await? {
         return Ok(json_response(
@@ -365,7 +375,7 @@ async fn share(mut req: Request, env: &Env, settings: &Settings) -> Answer {
 
     let decoded = intake::decode(&source, &limits)?;
     drop(source);
-    let rendered = render_share(&decoded.image, &render).map_err(Fail::Internal)?;
+    let rendered = render_share(&decoded.image, render).map_err(Fail::Internal)?;
     drop(decoded);
     let manifest = publish::manifest(
         &id,
@@ -437,14 +447,11 @@ fn serve_bytes(
     etag: &str,
     cache_status: &str,
 ) -> Answer {
-    let headers = Headers::new();
-    headers.set("content-type", content_type)?;
-    headers.set("cache-control", cache_control)?;
-    headers.set("etag", etag)?;
+    let headers = object_headers(content_type, cache_control, etag)?;
     headers.set("accept-ranges", "bytes")?;
     headers.set("x-edge-cache", cache_status)?;
     let h = |name: &str| req.headers().get(name).ok().flatten();
-    if http::etag_matches(h("if-none-match").as_deref(), etag) {
+    if etag_matches(h("if-none-match").as_deref(), etag) {
         return Ok(Response::empty()?.with_status(304).with_headers(headers));
     }
     let len = bytes.len() as u64;
@@ -488,6 +495,15 @@ async fn share_file(req: Request, env: &Env, ctx: &Context, name: &str, under_og
     serve_bytes(&req, bytes, kind.content_type(), IMMUTABLE, &etag, "MISS")
 }
 
+/// The headers every stored object is answered with.
+fn object_headers(content_type: &str, cache_control: &str, etag: &str) -> worker::Result<Headers> {
+    let headers = Headers::new();
+    headers.set("content-type", content_type)?;
+    headers.set("cache-control", cache_control)?;
+    headers.set("etag", etag)?;
+    Ok(headers)
+}
+
 /// The plain 200 stored in the edge cache.
 fn serve_bytes_plain(
     bytes: Vec<u8>,
@@ -495,34 +511,22 @@ fn serve_bytes_plain(
     cache_control: &str,
     etag: &str,
 ) -> Answer {
-    let headers = Headers::new();
-    headers.set("content-type", content_type)?;
-    headers.set("cache-control", cache_control)?;
-    headers.set("etag", etag)?;
+    let headers = object_headers(content_type, cache_control, etag)?;
     Ok(Response::from_bytes(bytes)?.with_headers(headers))
 }
 
-fn not_found_page() -> Answer {
-    let html = "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found</title>\
-                <main style=\"font:16px system-ui;margin:3em auto;max-width:30em\"><h1>This share does not exist</h1>\
-                <p>The link may be mistyped.</p></main></html>";
-    Ok(Response::from_html(html)?.with_status(404))
+fn share_not_found(wants_json: bool, settings: &Settings) -> Answer {
+    if wants_json {
+        return Err(refuse(404, "share_not_found", "no share with this id"));
+    }
+    Ok(Response::from_html(not_found_page(&settings.shop_url))?.with_status(404))
 }
 
 /// `/s/{id}`: the share page, from the edge cache or rendered from the stored manifest.
 async fn page(req: Request, env: &Env, ctx: &Context, settings: &Settings, id: &str) -> Answer {
-    let wants_json = req
-        .headers()
-        .get("accept")
-        .ok()
-        .flatten()
-        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+    let json = wants_json(req.headers().get("accept").ok().flatten().as_deref());
     if !is_valid_id(id) {
-        return if wants_json {
-            Err(refuse(404, "share_not_found", "no share with this id"))
-        } else {
-            not_found_page()
-        };
+        return share_not_found(json, settings);
     }
     let etag = format!("\"page-{id}\"");
     let html_type = "text/html; charset=utf-8";
@@ -531,11 +535,7 @@ async fn page(req: Request, env: &Env, ctx: &Context, settings: &Settings, id: &
         return serve_bytes(&req, bytes, html_type, PAGE_CACHE, &etag, "HIT");
     }
     let Some(manifest) = read_manifest(&bucket(env)?, id).await? else {
-        return if wants_json {
-            Err(refuse(404, "share_not_found", "no share with this id"))
-        } else {
-            not_found_page()
-        };
+        return share_not_found(json, settings);
     };
     let cfg = PageConfig {
         base_url: settings.base_url(&origin_of(&req)),

@@ -89,6 +89,15 @@ impl IntakeError {
             IntakeError::Corrupt(_) => "invalid_image",
         }
     }
+
+    /// The HTTP status both shells answer: 413 too big, 415 not an image, 422 unreadable.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            IntakeError::TooLarge { .. } | IntakeError::TooManyPixels { .. } => 413,
+            IntakeError::UnsupportedFormat => 415,
+            _ => 422,
+        }
+    }
 }
 
 /// Recognise the format from the leading magic bytes.

@@ -32,6 +32,31 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// What people see for a share id that does not exist (served with 404), with a link home.
+pub fn not_found_page(home_url: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found</title>\
+         <main style=\"font:16px system-ui;margin:3em auto;max-width:30em\"><h1>This share does not exist</h1>\
+         <p>The link may be mistyped. <a href=\"{}\">Make your own pet cut-out</a>.</p></main></html>",
+        escape(home_url)
+    )
+}
+
+/// Whether an `Accept` header asks for JSON rather than a page (API clients, tests).
+pub fn wants_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/json"))
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, `*` matches).
+pub fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
+    let Some(h) = if_none_match else {
+        return false;
+    };
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    h.split(',')
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
 /// The share page for a stored share.
 pub fn share_page(cfg: &PageConfig, m: &ShareManifest) -> String {
     let [page, image, og, pin, _square] = share_urls(&cfg.base_url, &m.id);
@@ -110,6 +135,16 @@ a.shop:focus{{outline:3px solid #f59e0b;outline-offset:2px}}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches(Some("\"abc\""), "\"abc\""));
+        assert!(etag_matches(Some("W/\"abc\", \"x\""), "\"abc\""));
+        assert!(etag_matches(Some("*"), "\"abc\""));
+        assert!(!etag_matches(Some("\"abd\""), "\"abc\""));
+        assert!(!etag_matches(None, "\"abc\""));
+    }
+
     use crate::api::StoredImage;
 
     fn manifest(title: &str) -> ShareManifest {

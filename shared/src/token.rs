@@ -31,6 +31,11 @@ impl TokenError {
             _ => "invalid_token",
         }
     }
+
+    /// The HTTP status both shells answer for a refused token.
+    pub fn http_status(&self) -> u16 {
+        403
+    }
 }
 
 /// What a valid token vouches for.

@@ -83,13 +83,8 @@ impl AppError {
 
 impl From<IntakeError> for AppError {
     fn from(e: IntakeError) -> Self {
-        let status = match e {
-            IntakeError::TooLarge { .. } | IntakeError::TooManyPixels { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            IntakeError::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
         AppError::status(status, e.code(), e.to_string())
     }
 }
@@ -117,7 +112,8 @@ impl From<EngineError> for AppError {
 
 impl From<TokenError> for AppError {
     fn from(e: TokenError) -> Self {
-        AppError::status(StatusCode::FORBIDDEN, e.code(), e.to_string())
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+        AppError::status(status, e.code(), e.to_string())
     }
 }
 

@@ -244,10 +244,7 @@ pub async fn read_form(
 
 /// Whether the caller prefers JSON to an image.
 pub fn wants_json(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/json"))
+    shared::page::wants_json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
 }
 
 /// Immutable, content-addressed bytes with an ETag; answers 304 to a matching If-None-Match.
@@ -258,10 +255,12 @@ pub fn immutable(
     body: Bytes,
 ) -> Response {
     let tag = format!("\"{etag}\"");
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let matches = shared::page::etag_matches(
+        headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok()),
+        &tag,
+    );
     let mut res = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

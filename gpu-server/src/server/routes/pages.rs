@@ -8,7 +8,7 @@ use axum::{
 use shared::{
     api::{ErrorBody, ShareFile, ShareManifest, keys},
     ids::is_valid_id,
-    page::{escape, share_page as render_page},
+    page::{escape, not_found_page, share_page as render_page},
 };
 
 use super::{immutable, process::storage_unavailable, wants_json};
@@ -25,10 +25,7 @@ fn share_not_found(headers: &HeaderMap) -> Response {
     if wants_json(headers) {
         return AppError::not_found("share_not_found", "no share with this id").into_response();
     }
-    let html = "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found</title>\
-                <main style=\"font:16px system-ui;margin:3em auto;max-width:30em\"><h1>This share does not exist</h1>\
-                <p>The link may be mistyped. <a href=\"/\">Make your own pet cut-out</a>.</p></main></html>";
-    (StatusCode::NOT_FOUND, Html(html)).into_response()
+    (StatusCode::NOT_FOUND, Html(not_found_page("/"))).into_response()
 }
 
 /// The share page: Open Graph, Twitter card and Pinterest tags; people see the picture and a
