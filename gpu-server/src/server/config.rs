@@ -6,7 +6,10 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use clap::Args;
 use shared::render::RenderOptions;
 
-use crate::cli::ModelArgs;
+use crate::{
+    cli::ModelArgs,
+    model::{ModelKind, inspyrenet::Mode},
+};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -87,15 +90,10 @@ pub struct ServeArgs {
     /// Batch and use the GPU's faster paths (the original's flag).
     #[arg(long, env = "ENABLE_GPU_OPTIMIZATIONS", default_value_t = false)]
     pub enable_gpu_optimizations: bool,
-    /// InSPyReNet mode (`base` or `fast`), as the original; needs its checkpoint.
+    /// InSPyReNet mode (`base` or `fast`), as the original: serves InSPyReNet when its
+    /// checkpoint is there (see INSPYRENET_CHECKPOINT), else U²-Netp with a warning.
     #[arg(long, env = "INSPIRENET_MODE")]
     pub inspirenet_mode: Option<String>,
-    /// InSPyReNet resize (`static` or `dynamic`), as the original.
-    #[arg(long, env = "INSPIRENET_RESIZE")]
-    pub inspirenet_resize: Option<String>,
-    /// InSPyReNet input side for `static` resize, as the original.
-    #[arg(long, env = "TARGET_SIZE")]
-    pub target_size: Option<u32>,
 
     /// Watermark logo (PNG with alpha). Default: the product's paw print.
     #[arg(long, env = "WATERMARK_LOGO")]
@@ -186,16 +184,118 @@ impl ServeArgs {
         RenderOptions::from_vars(var, logo).map_err(anyhow::Error::msg)
     }
 
-    /// Check the original's InSPyReNet settings. This build serves U²-Netp; InSPyReNet needs
-    /// its checkpoint, so asking for it is reported rather than silently ignored.
-    pub fn inspirenet_note(&self) -> Option<String> {
-        self.inspirenet_mode.as_ref().map(|mode| {
-            format!(
-                "INSPIRENET_MODE={mode} (resize {}, target {}) asked for InSPyReNet; no InSPyReNet checkpoint is configured, serving {}",
-                self.inspirenet_resize.as_deref().unwrap_or("static"),
-                self.target_size.unwrap_or(1024),
-                self.model.model
-            )
-        })
+    /// The model to serve, and a note when the original's `INSPIRENET_MODE` asked for
+    /// InSPyReNet but no checkpoint is configured (U²-Netp serves then; reported, not silent).
+    /// An explicit `MODEL=inspyrenet-*` is served as asked (and fails to load without its
+    /// checkpoint, naming the fix).
+    pub fn served_model(&self) -> anyhow::Result<(ModelKind, Option<String>)> {
+        if self.model.model != ModelKind::U2netp {
+            return Ok((self.model.model, None));
+        }
+        let Some(name) = &self.inspirenet_mode else {
+            return Ok((ModelKind::U2netp, None));
+        };
+        let mode = Mode::parse(name).ok_or_else(|| {
+            anyhow::anyhow!("INSPIRENET_MODE must be `base` or `fast`, got {name:?}")
+        })?;
+        let models = self.model.dir();
+        if models.has_inspyrenet(mode) {
+            return Ok((ModelKind::from_inspyrenet_mode(mode), None));
+        }
+        Ok((
+            ModelKind::U2netp,
+            Some(format!(
+                "INSPIRENET_MODE={name} asked for InSPyReNet, but its checkpoint {} is not there; serving u2netp",
+                models.inspyrenet_checkpoint(mode).display()
+            )),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::model::inspyrenet::Resize;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["gpu-server"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).expect("valid arguments").serve
+    }
+
+    #[test]
+    fn inspirenet_mode_serves_inspyrenet_only_with_its_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("served-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap();
+
+        let (kind, note) = args(&["--model-dir", d]).served_model().unwrap();
+        assert_eq!((kind, note), (ModelKind::U2netp, None));
+
+        let (kind, note) = args(&["--model-dir", d, "--inspirenet-mode", "base"])
+            .served_model()
+            .unwrap();
+        assert_eq!(kind, ModelKind::U2netp);
+        let note = note.expect("a missing checkpoint is reported");
+        assert!(
+            note.contains("ckpt_base.pth") && note.contains("serving u2netp"),
+            "{note}"
+        );
+
+        std::fs::write(dir.join("ckpt_fast.pth"), b"operator's file").unwrap();
+        let (kind, note) = args(&["--model-dir", d, "--inspirenet-mode", "fast"])
+            .served_model()
+            .unwrap();
+        assert_eq!((kind, note), (ModelKind::InspyrenetFast, None));
+
+        let err = args(&["--model-dir", d, "--inspirenet-mode", "huge"])
+            .served_model()
+            .unwrap_err();
+        assert!(err.to_string().contains("`base` or `fast`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn resize_settings_are_checked() {
+        let a = args(&[]);
+        assert_eq!(
+            a.model.resize_for(ModelKind::InspyrenetBase).unwrap(),
+            Resize::Static { side: 1024 }
+        );
+        assert_eq!(
+            a.model.resize_for(ModelKind::InspyrenetFast).unwrap(),
+            Resize::Static { side: 384 }
+        );
+        let a = args(&["--target-size", "640"]);
+        assert_eq!(
+            a.model.resize_for(ModelKind::InspyrenetBase).unwrap(),
+            Resize::Static { side: 640 }
+        );
+        assert!(
+            args(&["--target-size", "1000"])
+                .model
+                .resize_for(ModelKind::InspyrenetBase)
+                .is_err()
+        );
+        assert_eq!(
+            args(&["--resize", "dynamic"])
+                .model
+                .resize_for(ModelKind::InspyrenetBase)
+                .unwrap(),
+            Resize::Dynamic
+        );
+        let err = args(&["--resize", "bicubic"])
+            .model
+            .resize_for(ModelKind::InspyrenetBase)
+            .unwrap_err();
+        assert!(err.to_string().contains("INSPIRENET_RESIZE"), "{err}");
     }
 }

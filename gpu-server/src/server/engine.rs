@@ -17,7 +17,7 @@ use std::{
 use image::{GrayImage, RgbImage};
 use tokio::sync::{oneshot, watch};
 
-use crate::model::{Backend, ModelKind, Segmenter, assets::ModelDir};
+use crate::model::{Backend, ModelKind, Segmenter, assets::ModelDir, inspyrenet::Resize};
 
 /// The model's state as the HTTP layer sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,12 +78,24 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What the engine loads: the model, where it runs, its weights and how photos are sized.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    pub kind: ModelKind,
+    pub backend: Backend,
+    pub models: ModelDir,
+    pub resize: Resize,
+}
+
 impl Engine {
     /// Start the worker thread; it loads the model, then serves the queue.
     pub fn start(
-        kind: ModelKind,
-        backend: Backend,
-        models: ModelDir,
+        ServedModel {
+            kind,
+            backend,
+            models,
+            resize,
+        }: ServedModel,
         queue: usize,
         batch_size: usize,
         batch_wait: Duration,
@@ -97,7 +109,9 @@ impl Engine {
             .name("inference".into())
             .spawn(move || {
                 let t0 = Instant::now();
-                let loaded = std::panic::catch_unwind(|| Segmenter::load(kind, backend, &models));
+                let loaded = std::panic::catch_unwind(|| {
+                    Segmenter::load_with(kind, backend, &models, resize)
+                });
                 let segmenter = match loaded {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {

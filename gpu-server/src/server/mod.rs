@@ -53,16 +53,20 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         }
     };
     let queue = args.queue_size.max(1);
+    let (kind, note) = args.served_model()?;
     let engine = Engine::start(
-        args.model.model,
-        args.model.backend,
-        args.model.dir(),
+        engine::ServedModel {
+            kind,
+            backend: args.model.backend,
+            models: args.model.dir(),
+            resize: args.model.resize_for(kind)?,
+        },
         queue + batch_size,
         batch_size,
         std::time::Duration::from_millis(args.batch_wait_ms),
         observe,
     );
-    let notes = args.inspirenet_note().into_iter().collect::<Vec<_>>();
+    let notes = note.into_iter().collect::<Vec<_>>();
     for note in &notes {
         tracing::warn!("{note}");
     }
@@ -119,7 +123,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         address = %listener.local_addr()?,
         commit = env!("GIT_COMMIT"),
-        model = %args.model.model,
+        model = %state.engine.kind(),
         backend = ?args.model.backend,
         cache = state.cache.label(),
         shares = state.customer.label(),

@@ -1,0 +1,62 @@
+//! InSPyReNet with a Swin-B backbone: the production model of the original service.
+//!
+//! A port of the PyPI package `transparent-background==1.3.4` (`InSPyReNet.py`,
+//! `backbones/SwinTransformer.py`, `modules/*`, MIT), as its `Remover(mode, resize)` runs it
+//! with `threshold=None`. One file per upstream block; field names are the checkpoint's keys, so
+//! `ckpt_base.pth` / `ckpt_fast.pth` load without renaming ([`weights`]). The numerics follow
+//! upstream exactly, quirks included (see each block's docs); parity is tested stage by stage
+//! against the reference code (`gpu-server/tests/inspyrenet_parity.rs`).
+//!
+//! | upstream                         | here                                   |
+//! |----------------------------------|----------------------------------------|
+//! | `InSPyReNet`                     | [`net`]                                |
+//! | `SwinTransformer`, `BasicLayer`  | [`swin`]                               |
+//! | `SwinTransformerBlock`, `Mlp`    | [`swin_block`]                         |
+//! | `WindowAttention`                | [`window_attention`]                   |
+//! | `PatchEmbed`, `PatchMerging`     | [`patch`]                              |
+//! | `PAA_kernel`, `PAA_e`            | [`context`]                            |
+//! | `PAA_d`                          | [`decoder`]                            |
+//! | `SICA`                           | [`sica`]                               |
+//! | `SelfAttention`                  | [`self_attention`]                     |
+//! | `Conv2d` (conv + BN + ReLU)      | [`conv`]                               |
+//! | `ImagePyramid`                   | [`pyramid`]                            |
+//! | `Remover`'s transforms           | [`preprocess`]                         |
+
+pub mod context;
+pub mod conv;
+pub mod decoder;
+pub mod net;
+pub mod patch;
+pub mod preprocess;
+pub mod pyramid;
+pub mod self_attention;
+pub mod sica;
+pub mod swin;
+pub mod swin_block;
+pub mod weights;
+pub mod window_attention;
+
+pub use net::{InSPyReNet, InSPyReNetConfig, Stages};
+pub use preprocess::{Mode, Resize};
+pub use swin::SwinConfig;
+
+use burn::tensor::{
+    Tensor,
+    module::interpolate,
+    ops::{InterpolateMode, InterpolateOptions},
+};
+
+/// `F.interpolate(x, size, mode='bilinear', align_corners=..)` (no antialiasing).
+pub fn bilinear(x: Tensor<4>, [h, w]: [usize; 2], align_corners: bool) -> Tensor<4> {
+    let [_, _, sh, sw] = x.dims();
+    if (sh, sw) == (h, w) {
+        // Both corner conventions are the identity at the same size.
+        return x;
+    }
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_output_size([h, w])
+            .with_align_corners(align_corners),
+    )
+}
