@@ -34,12 +34,17 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn tiny_config() -> InSPyReNetConfig {
+/// The fixture's shrunk network with other Swin stage depths or window size.
+fn tiny_config_with(depths: [usize; 4], window: usize) -> InSPyReNetConfig {
     InSPyReNetConfig::new(
-        SwinConfig::new(16, vec![2, 2, 2, 2], vec![1, 2, 4, 8], 12),
+        SwinConfig::new(16, depths.to_vec(), vec![1, 2, 4, 8], window),
         [64, 64],
     )
     .with_depth(16)
+}
+
+fn tiny_config() -> InSPyReNetConfig {
+    tiny_config_with([2, 2, 2, 2], 12)
 }
 
 struct Reference {
@@ -246,31 +251,19 @@ fn a_checkpoint_that_does_not_fit_is_refused_naming_the_problem() {
     let e = err(tiny_config().with_depth(32));
     assert!(e.contains("context1.branch0.conv.weight"), "{e}");
     // A deeper third stage: its extra blocks are missing from the checkpoint.
-    let e = err(InSPyReNetConfig::new(
-        SwinConfig::new(16, vec![2, 2, 4, 2], vec![1, 2, 4, 8], 12),
-        [64, 64],
-    )
-    .with_depth(16));
+    let e = err(tiny_config_with([2, 2, 4, 2], 12));
     assert!(
         e.contains("missing") && e.contains("backbone.layers.2.blocks.2.attn"),
         "{e}"
     );
     // A shallower one: the checkpoint's blocks are left over.
-    let e = err(InSPyReNetConfig::new(
-        SwinConfig::new(16, vec![2, 2, 1, 2], vec![1, 2, 4, 8], 12),
-        [64, 64],
-    )
-    .with_depth(16));
+    let e = err(tiny_config_with([2, 2, 1, 2], 12));
     assert!(
         e.contains("not used") && e.contains("backbone.layers.2.blocks.1"),
         "{e}"
     );
     // Another window size: the index buffers and bias tables disagree.
-    let e = err(InSPyReNetConfig::new(
-        SwinConfig::new(16, vec![2, 2, 2, 2], vec![1, 2, 4, 8], 7),
-        [64, 64],
-    )
-    .with_depth(16));
+    let e = err(tiny_config_with([2, 2, 2, 2], 7));
     assert!(
         e.contains(
             "not the index of a 7×7 window: backbone.layers.0.blocks.0.attn.relative_position_index"

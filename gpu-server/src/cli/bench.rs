@@ -71,12 +71,7 @@ fn cutout_png(seg: &Segmenter, bytes: &[u8]) -> anyhow::Result<(Vec<u8>, [f64; 4
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
-    let seg = Segmenter::load_with(
-        args.model.model,
-        args.model.backend,
-        &args.model.dir(),
-        args.model.resize_for(args.model.model)?,
-    )?;
+    let seg = args.model.segmenter()?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(photo) = &args.photo {
         let bytes = std::fs::read(photo)?;

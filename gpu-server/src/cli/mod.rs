@@ -9,7 +9,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::{
-    Backend, ModelKind,
+    Backend, ModelKind, Segmenter,
     assets::{ModelDir, default_model_dir},
     inspyrenet::Resize,
 };
@@ -69,6 +69,17 @@ impl ModelArgs {
     pub fn dir(&self) -> ModelDir {
         ModelDir::new(&self.model_dir)
             .with_inspyrenet_checkpoint(self.inspyrenet_checkpoint.clone())
+    }
+
+    /// Load the chosen model on the chosen backend, sized as configured.
+    pub fn segmenter(&self) -> anyhow::Result<Segmenter> {
+        let resize = self.resize_for(self.model)?;
+        Ok(Segmenter::load_with(
+            self.model,
+            self.backend,
+            &self.dir(),
+            resize,
+        )?)
     }
 
     /// How `kind` sizes photos, from INSPIRENET_RESIZE and TARGET_SIZE, checked.

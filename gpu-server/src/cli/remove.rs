@@ -123,12 +123,7 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         bail!("no JPEG, PNG or WebP files among the inputs");
     }
-    let seg = Segmenter::load_with(
-        args.model.model,
-        args.model.backend,
-        &args.model.dir(),
-        args.model.resize_for(args.model.model)?,
-    )?;
+    let seg = args.model.segmenter()?;
     let single = files.len() == 1 && args.inputs.len() == 1 && !args.inputs[0].is_dir();
     let bar = ProgressBar::new(files.len() as u64);
     if files.len() > 1 {
