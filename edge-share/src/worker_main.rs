@@ -548,11 +548,22 @@ async fn page(req: Request, env: &Env, ctx: &Context, settings: &Settings, id: &
     serve_bytes(&req, html, html_type, PAGE_CACHE, &etag, "MISS")
 }
 
-/// Benchmark only (`BENCH_ROUTES=1`): PNG in, the 1200×630 share card out, nothing stored.
+/// Benchmark only (`BENCH_ROUTES=1`): a PNG in (or, to measure a share-ready source that
+/// needs no decoding, `RGBA` + width + height as little-endian u32 + the pixels), the 1200×630
+/// share card out, nothing stored.
 async fn bench_render(mut req: Request) -> Answer {
     let body = req.bytes().await?;
-    let limits = Limits::default();
-    let decoded = intake::decode(&body, &limits)?;
-    let og = render_og(&decoded.image, &RenderOptions::default()).map_err(Fail::Internal)?;
+    let image = match body.strip_prefix(b"RGBA") {
+        Some(raw) if raw.len() >= 8 => {
+            let side = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+            shared::image::RgbaImage::from_raw(side(0), side(4), raw[8..].to_vec())
+                .map(shared::image::DynamicImage::ImageRgba8)
+                .ok_or_else(|| {
+                    refuse(400, "invalid_image", "RGBA size does not match its pixels")
+                })?
+        }
+        _ => intake::decode(&body, &Limits::default())?.image,
+    };
+    let og = render_og(&image, &RenderOptions::default()).map_err(Fail::Internal)?;
     serve_bytes_plain(og.bytes, "image/jpeg", "no-store", "\"bench\"")
 }

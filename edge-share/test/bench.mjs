@@ -28,20 +28,26 @@ const timed = async (path, body) => {
   return performance.now() - t0;
 };
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+// The same picture as a share-ready source: raw RGBA, nothing to decode.
+const raw = readFileSync(process.argv[2].replace(/\.png$/, ".rgba"));
 const first = await timed("/__bench/render", png);
 const render = [];
+const renderRaw = [];
 const empty = [];
 for (let i = 0; i < runs + 3; i++) {
   const r = await timed("/__bench/render", png);
+  const s = await timed("/__bench/render", raw);
   const e = await timed("/health");
   if (i >= 3) {
     render.push(r);
+    renderRaw.push(s);
     empty.push(e);
   }
 }
 await mf.dispose();
 const out = {
   median_ms: median(render) - median(empty),
+  raw_median_ms: median(renderRaw) - median(empty),
   request_ms: median(render),
   empty_ms: median(empty),
   first_ms: first,

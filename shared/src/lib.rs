@@ -12,6 +12,7 @@
 //! - [`render`]: the share images (watermark, 1200×630 / 1000×1500 / 1080×1080 JPEGs).
 //! - [`publish`]: the share flow's rules (form fields, share id, manifest, objects in write
 //!   order), applied by both shells.
+//! - [`jpeg`]: the share cards' baseline JPEG encoder (reuses an empty card's blocks).
 //! - [`ids`], [`token`]: content-hash ids and signed share tokens.
 //! - [`share`], [`page`], [`api`]: platforms and intent links, the share page's HTML, the JSON
 //!   both services answer and the share manifest they store.
@@ -21,9 +22,13 @@ pub mod compose;
 pub mod encode;
 pub mod ids;
 pub mod intake;
+pub mod jpeg;
 pub mod page;
 pub mod publish;
 pub mod render;
 pub mod resize;
 pub mod share;
 pub mod token;
+
+/// The image types the API takes and gives, for shells that do not depend on `image` directly.
+pub use image;

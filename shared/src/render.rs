@@ -1,11 +1,19 @@
 //! Share rendering: watermark a picture and lay it out as the images social networks show.
 //!
 //! One renderer for both shells: the GPU service calls it natively and the edge Worker in WASM,
-//! so the same input gives the same bytes. Resizing uses `fast_image_resize` and JPEG output
-//! `jpeg-encoder` (both far faster than `image`'s own in WASM); nothing here allocates more
-//! than a few canvases of the output sizes beyond the decoded source.
+//! so the same input gives the same bytes. Resizing uses `fast_image_resize` (far faster than
+//! `image`'s own in WASM) and JPEG output [`crate::jpeg`]. A card of a cut-out is its
+//! background and watermark, the same for every share with the same settings, plus the pet in
+//! the middle: the background's JPEG blocks are computed once per settings and card size
+//! ([`card_base`]) and only the blocks under the pet are transformed per share, with the same
+//! bytes as transforming all of them. Nothing here allocates more than a few canvases of the
+//! output sizes beyond the decoded source.
 
-use std::{fmt, str::FromStr};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{Arc, Mutex},
+};
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use font8x8::UnicodeFonts;
@@ -14,6 +22,7 @@ use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 use crate::{
     api::StoredImage,
     encode::{OutputFormat, encode},
+    jpeg::{Coefficients, McuRegion},
 };
 
 /// Changes whenever the rendering changes, so share ids (content hashes) change with it.
@@ -164,7 +173,7 @@ impl FromStr for Background {
 }
 
 /// The watermark laid over every shared image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Watermark {
     /// Logo with alpha; `None` draws no logo.
     pub logo: Option<RgbaImage>,
@@ -361,7 +370,12 @@ impl<'a> Prepared<'a> {
 
     /// One `w`×`h` JPEG card: the picture fitted (never stretched) over its background,
     /// watermarked.
-    fn card(&mut self, (w, h): (u32, u32)) -> Result<Encoded, String> {
+    fn card(&mut self, size: (u32, u32)) -> Result<Encoded, String> {
+        self.card_with(size, true)
+    }
+
+    /// [`Self::card`], optionally without the empty card's blocks (the same bytes, slower).
+    fn card_with(&mut self, (w, h): (u32, u32), reuse: bool) -> Result<Encoded, String> {
         let opts = self.opts;
         let mut canvas = background(
             &mut self.resizer,
@@ -379,13 +393,8 @@ impl<'a> Prepared<'a> {
         );
         let (fw, fh) = fit(self.rgba.width(), self.rgba.height(), bw, bh);
         let subject = resize_rgba(&mut self.resizer, &self.rgba, fw, fh)?;
-        over(
-            &mut canvas,
-            &subject,
-            i64::from((w - fw) / 2),
-            i64::from((h - fh) / 2),
-            1.0,
-        );
+        let (x, y) = ((w - fw) / 2, (h - fh) / 2);
+        over(&mut canvas, &subject, i64::from(x), i64::from(y), 1.0);
         stamp(
             &mut self.resizer,
             &mut canvas,
@@ -393,13 +402,75 @@ impl<'a> Prepared<'a> {
             opts.watermark.logo.as_ref(),
             self.text.as_ref(),
         )?;
+        let encoder = crate::jpeg::Encoder::new(opts.jpeg_quality);
+        // Outside the subject's rectangle a cut-out's card is its empty card's pixels.
+        let coefficients = if reuse && self.transparent && opts.background != Background::Blur {
+            let base = card_base(&mut self.resizer, opts, (w, h), &self.text)?;
+            encoder.quantise(&canvas, Some((&base.1, McuRegion::covering(x, y, fw, fh))))
+        } else {
+            encoder.quantise(&canvas, None)
+        };
         Ok(Encoded {
-            bytes: jpeg(&canvas, opts.jpeg_quality)?,
+            bytes: encoder.write(&coefficients)?,
             width: w,
             height: h,
             content_type: "image/jpeg",
         })
     }
+}
+
+/// What makes an empty card: its size and every setting that changes its pixels.
+#[derive(Debug, PartialEq)]
+struct CardKey {
+    size: (u32, u32),
+    background: Background,
+    watermark: Watermark,
+    jpeg_quality: u8,
+}
+
+/// Empty cards kept (three sizes for a few settings at once; about 4 MB each).
+const CARD_BASES_KEPT: usize = 12;
+
+static CARD_BASES: Mutex<Vec<Arc<(CardKey, Coefficients)>>> = Mutex::new(Vec::new());
+
+/// The JPEG blocks of the empty card (background and watermark, no subject) of a cut-out at
+/// `size` with `opts`: computed once per process (or Worker isolate) and settings, then shared.
+fn card_base(
+    resizer: &mut Resizer,
+    opts: &RenderOptions,
+    (w, h): (u32, u32),
+    text: &Option<GrayImage>,
+) -> Result<Arc<(CardKey, Coefficients)>, String> {
+    let key = CardKey {
+        size: (w, h),
+        background: opts.background,
+        watermark: opts.watermark.clone(),
+        jpeg_quality: opts.jpeg_quality,
+    };
+    let lock = || {
+        CARD_BASES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(found) = lock().iter().find(|b| b.0 == key) {
+        return Ok(Arc::clone(found));
+    }
+    let mut canvas = background(resizer, None, w, h, true, opts.background)?;
+    stamp(
+        resizer,
+        &mut canvas,
+        &opts.watermark,
+        opts.watermark.logo.as_ref(),
+        text.as_ref(),
+    )?;
+    let coefficients = crate::jpeg::Encoder::new(opts.jpeg_quality).quantise(&canvas, None);
+    let base = Arc::new((key, coefficients));
+    let mut bases = lock();
+    if bases.len() >= CARD_BASES_KEPT {
+        bases.remove(0);
+    }
+    bases.push(Arc::clone(&base));
+    Ok(base)
 }
 
 /// Only the 1200×630 Open Graph card (what a crawler asks for first; the benchmark's unit).
@@ -554,21 +625,26 @@ fn background(
 fn over(canvas: &mut RgbImage, layer: &RgbaImage, x: i64, y: i64, opacity: f32) {
     let op = (opacity.clamp(0.0, 1.0) * 256.0) as u32;
     let (cw, ch) = (i64::from(canvas.width()), i64::from(canvas.height()));
-    let x0 = x.max(0);
-    let x1 = (x + i64::from(layer.width())).min(cw);
-    if x0 >= x1 {
+    let (lw, lh) = (i64::from(layer.width()), i64::from(layer.height()));
+    let (x0, x1) = (x.max(0), (x + lw).min(cw));
+    let (y0, y1) = (y.max(0), (y + lh).min(ch));
+    if x0 >= x1 || y0 >= y1 {
         return;
     }
-    for cy in y.max(0)..(y + i64::from(layer.height())).min(ch) {
-        let ly = (cy - y) as u32;
-        for cx in x0..x1 {
-            let l = layer.get_pixel((cx - x) as u32, ly).0;
+    let (n, cw, lw) = ((x1 - x0) as usize, cw as usize, lw as usize);
+    let canvas = &mut **canvas;
+    let layer = layer.as_raw();
+    for cy in y0..y1 {
+        let c_at = (cy as usize * cw + x0 as usize) * 3;
+        let l_at = ((cy - y) as usize * lw + (x0 - x) as usize) * 4;
+        let dst = &mut canvas[c_at..c_at + n * 3];
+        let src = &layer[l_at..l_at + n * 4];
+        for (p, l) in dst.chunks_exact_mut(3).zip(src.chunks_exact(4)) {
             let a = u32::from(l[3]) * op / 256;
             if a == 0 {
                 continue;
             }
-            let p = canvas.get_pixel_mut(cx as u32, cy as u32);
-            for (c, &lc) in p.0.iter_mut().zip(&l[..3]) {
+            for (c, &lc) in p.iter_mut().zip(&l[..3]) {
                 *c = ((u32::from(lc) * a + u32::from(*c) * (255 - a) + 127) / 255) as u8;
             }
         }
@@ -722,20 +798,6 @@ fn stamp(
     Ok(())
 }
 
-/// Baseline JPEG, 4:2:0.
-pub fn jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>, String> {
-    let (w, h) = img.dimensions();
-    let (w16, h16) = (
-        u16::try_from(w).map_err(|_| "too wide for JPEG")?,
-        u16::try_from(h).map_err(|_| "too tall for JPEG")?,
-    );
-    let mut out = Vec::with_capacity((w * h / 8) as usize);
-    jpeg_encoder::Encoder::new(&mut out, quality)
-        .encode(img.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,6 +873,34 @@ mod tests {
             render_og(&src, &opts).unwrap().bytes,
             render_share(&src, &opts).unwrap().og.bytes
         );
+    }
+
+    #[test]
+    fn reusing_the_empty_cards_blocks_changes_no_byte() {
+        for (background, text) in [
+            (Background::Gradient([250, 246, 240], [226, 232, 240]), None),
+            (
+                Background::Color([10, 20, 30]),
+                Some("Paws & Co".to_owned()),
+            ),
+        ] {
+            let opts = RenderOptions {
+                background,
+                watermark: Watermark {
+                    text,
+                    ..Watermark::default()
+                },
+                ..RenderOptions::default()
+            };
+            // Wide enough that the subject reaches under the watermark.
+            for src in [cutout(500, 380), cutout(1400, 300)] {
+                for size in [OG_SIZE, PINTEREST_SIZE, SQUARE_SIZE] {
+                    let mut p = Prepared::new(&src, &opts);
+                    let (reused, full) = (p.card(size).unwrap(), p.card_with(size, false).unwrap());
+                    assert_eq!(reused.bytes, full.bytes, "{size:?} {background:?}");
+                }
+            }
+        }
     }
 
     #[test]
