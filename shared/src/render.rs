@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Changes whenever the rendering changes, so share ids (content hashes) change with it.
-pub const RENDER_VERSION: &str = "render/v1";
+pub const RENDER_VERSION: &str = "render/v2";
 
 /// The default watermark: a paw print the project drew (`scripts/generate_logo.py`).
 pub const DEFAULT_LOGO_PNG: &[u8] = include_bytes!("../assets/watermark.png");
