@@ -149,17 +149,21 @@ fn compare_stages(
     report
 }
 
-#[test]
-fn every_stage_matches_the_reference_on_the_cpu() {
-    let device = Device::flex();
-    let model = weights::load_checkpoint(&fixture("checkpoint.pth"), &tiny_config(), &device)
+/// The CI fixture's checkpoint through the product's loader, every stage against its outputs.
+fn every_stage_matches_the_fixture_on(device: &Device) {
+    let model = weights::load_checkpoint(&fixture("checkpoint.pth"), &tiny_config(), device)
         .unwrap_or_else(|e| panic!("{e}"));
     compare_stages(
         &model,
         &Reference::open(&fixture("outputs.pth")),
-        &device,
+        device,
         TOLERANCE,
     );
+}
+
+#[test]
+fn every_stage_matches_the_reference_on_the_cpu() {
+    every_stage_matches_the_fixture_on(&Device::flex());
 }
 
 /// The batch's maps are normalised image by image (Remover runs one image at a time).
@@ -288,15 +292,7 @@ fn a_checkpoint_that_does_not_fit_is_refused_naming_the_problem() {
 #[test]
 #[ignore = "lavapipe crashes compiling Burn's matmul pipeline (SIGSEGV); run with --ignored on a real GPU"]
 fn every_stage_matches_the_reference_on_wgpu() {
-    let device = Device::vulkan(burn::tensor::DeviceKind::DefaultDevice);
-    let model = weights::load_checkpoint(&fixture("checkpoint.pth"), &tiny_config(), &device)
-        .unwrap_or_else(|e| panic!("{e}"));
-    compare_stages(
-        &model,
-        &Reference::open(&fixture("outputs.pth")),
-        &device,
-        TOLERANCE,
-    );
+    every_stage_matches_the_fixture_on(&Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
 }
 
 /// The real Swin-B configuration. Generate its fixture first (~430 MB, ~1 min):

@@ -405,7 +405,7 @@ impl<'a> Prepared<'a> {
         let encoder = crate::jpeg::Encoder::new(opts.jpeg_quality);
         // Outside the subject's rectangle a cut-out's card is its empty card's pixels.
         let coefficients = if reuse && self.transparent && opts.background != Background::Blur {
-            let base = card_base(&mut self.resizer, opts, (w, h), &self.text)?;
+            let base = card_base(&mut self.resizer, opts, (w, h), self.text.as_ref())?;
             encoder.quantise(&canvas, Some((&base.1, McuRegion::covering(x, y, fw, fh))))
         } else {
             encoder.quantise(&canvas, None)
@@ -420,12 +420,22 @@ impl<'a> Prepared<'a> {
 }
 
 /// What makes an empty card: its size and every setting that changes its pixels.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct CardKey {
     size: (u32, u32),
     background: Background,
     watermark: Watermark,
     jpeg_quality: u8,
+}
+
+impl CardKey {
+    /// Compared in place, so a cache hit copies nothing (the logo included).
+    fn is(&self, opts: &RenderOptions, size: (u32, u32)) -> bool {
+        self.size == size
+            && self.background == opts.background
+            && self.jpeg_quality == opts.jpeg_quality
+            && self.watermark == opts.watermark
+    }
 }
 
 /// Empty cards kept (three sizes for a few settings at once; about 4 MB each).
@@ -439,20 +449,14 @@ fn card_base(
     resizer: &mut Resizer,
     opts: &RenderOptions,
     (w, h): (u32, u32),
-    text: &Option<GrayImage>,
+    text: Option<&GrayImage>,
 ) -> Result<Arc<(CardKey, Coefficients)>, String> {
-    let key = CardKey {
-        size: (w, h),
-        background: opts.background,
-        watermark: opts.watermark.clone(),
-        jpeg_quality: opts.jpeg_quality,
-    };
     let lock = || {
         CARD_BASES
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
-    if let Some(found) = lock().iter().find(|b| b.0 == key) {
+    if let Some(found) = lock().iter().find(|b| b.0.is(opts, (w, h))) {
         return Ok(Arc::clone(found));
     }
     let mut canvas = background(resizer, None, w, h, true, opts.background)?;
@@ -461,9 +465,15 @@ fn card_base(
         &mut canvas,
         &opts.watermark,
         opts.watermark.logo.as_ref(),
-        text.as_ref(),
+        text,
     )?;
     let coefficients = crate::jpeg::Encoder::new(opts.jpeg_quality).quantise(&canvas, None);
+    let key = CardKey {
+        size: (w, h),
+        background: opts.background,
+        watermark: opts.watermark.clone(),
+        jpeg_quality: opts.jpeg_quality,
+    };
     let base = Arc::new((key, coefficients));
     let mut bases = lock();
     if bases.len() >= CARD_BASES_KEPT {
