@@ -233,8 +233,51 @@ async fn rate_limited(req: &Request, env: &Env) -> bool {
     }
 }
 
+/// How much of a refused upload's body is read and dropped before answering (see [`drain`]).
+const DRAIN_LIMIT: usize = 32 << 20;
+
+/// Reads and drops what a client sends, up to [`DRAIN_LIMIT`] bytes. An answer sent before the
+/// body is read makes the runtime close the connection while the client is still sending, and
+/// the client sees a reset instead of the refusal (a browser: "network error", not "please wait
+/// a minute"). Bodies that declare more than the limit are not read.
+async fn drain(req: &mut Request) {
+    use futures::StreamExt;
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return;
+    }
+    let Ok(mut body) = req.stream() else { return };
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+}
+
 async fn share(mut req: Request, env: &Env, settings: &Settings) -> Answer {
-    if rate_limited(&req, env).await {
+    match admit(&req, env, settings).await {
+        Ok((secret, limits)) => share_admitted(req, env, settings, secret, limits).await,
+        Err(refusal) => {
+            drain(&mut req).await;
+            Err(refusal)
+        }
+    }
+}
+
+/// The checks made before the body is read: rate limit, configuration, declared size, type.
+async fn admit(
+    req: &Request,
+    env: &Env,
+    settings: &Settings,
+) -> std::result::Result<(String, Limits), Fail> {
+    if rate_limited(req, env).await {
         return Err(Fail::Refused(
             Refusal::new(
                 429,
@@ -296,6 +339,16 @@ async fn share(mut req: Request, env: &Env, settings: &Settings) -> Answer {
             "expected a multipart/form-data body with an `image` field",
         ));
     }
+    Ok((secret, limits))
+}
+
+async fn share_admitted(
+    mut req: Request,
+    env: &Env,
+    settings: &Settings,
+    secret: String,
+    limits: Limits,
+) -> Answer {
     let form = req.form_data().await.map_err(|e| {
         refuse(
             400,
