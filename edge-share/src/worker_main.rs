@@ -7,7 +7,7 @@ use shared::{
     intake::{self, IntakeError, Limits},
     page::{PageConfig, etag_matches, not_found_page, share_page, wants_json},
     publish::{self, Refusal, share_fields, share_id},
-    render::{RenderOptions, render_og, render_share},
+    render::{CardSubjects, OG_SIZE, RenderOptions, render_card, render_og, render_share_with},
     token::{self, TokenError},
 };
 use worker::{
@@ -370,7 +370,8 @@ async fn share_admitted(
         )
     })?;
     let bucket = bucket(env)?;
-    let source = match (form.get("image"), text("result_id")) {
+    // A stored result comes with its share-ready card subjects (when gpu-server stored them).
+    let (source, cards) = match (form.get("image"), text("result_id")) {
         (Some(FormEntry::File(file)), _) => {
             if file.size() > limits.max_bytes {
                 return Err(IntakeError::TooLarge {
@@ -380,7 +381,7 @@ async fn share_admitted(
                 .into());
             }
             token::verify(secret.as_bytes(), &tok, now_secs())?;
-            file.bytes().await?
+            (file.bytes().await?, None)
         }
         (Some(FormEntry::Field(_)), _) => {
             return Err(refuse(
@@ -394,7 +395,7 @@ async fn share_admitted(
                 return Err(refuse(404, "result_not_found", "no result with this id"));
             }
             token::verify_for(secret.as_bytes(), &tok, &result_id, now_secs())?;
-            read_object(&bucket, &keys::result(&result_id))
+            let result = read_object(&bucket, &keys::result(&result_id))
                 .await?
                 .ok_or_else(|| {
                     refuse(
@@ -402,7 +403,12 @@ async fn share_admitted(
                         "result_not_found",
                         "this result is not stored at the edge; upload the image instead",
                     )
-                })?
+                })?;
+            // Optional: without them the cards are made from the result itself.
+            let cards = read_object(&bucket, &keys::card_subjects(&result_id))
+                .await
+                .unwrap_or(None);
+            (result, cards)
         }
         (None, None) => {
             return Err(refuse(
@@ -426,9 +432,13 @@ async fn share_admitted(
         ));
     }
 
+    let subjects = CardSubjects::usable(cards.as_deref(), &source, render);
+    let used_subjects = if subjects.is_some() { "used" } else { "none" };
+    drop(cards);
     let decoded = intake::decode(&source, &limits)?;
     drop(source);
-    let rendered = render_share(&decoded.image, render).map_err(Fail::Internal)?;
+    let rendered =
+        render_share_with(&decoded.image, subjects.as_ref(), render).map_err(Fail::Internal)?;
     drop(decoded);
     let manifest = publish::manifest(
         &id,
@@ -465,11 +475,14 @@ async fn share_admitted(
         .execute()
         .await
         .map_err(storage_unavailable)?;
-    Ok(json_response(
+    let res = json_response(
         200,
         serde_json::to_string(&share_response(&base, &manifest, fields.platform))
             .map_err(|e| Fail::Internal(e.to_string()))?,
-    ))
+    );
+    // Which way the cards were made (a result's share-ready subjects, or the picture).
+    let _ = res.headers().set("x-card-subjects", used_subjects);
+    Ok(res)
 }
 
 /// A cached answer for this URL, if the edge has one (`GET` only, as the Cache API keys).
@@ -601,22 +614,33 @@ async fn page(req: Request, env: &Env, ctx: &Context, settings: &Settings, id: &
     serve_bytes(&req, html, html_type, PAGE_CACHE, &etag, "MISS")
 }
 
-/// Benchmark only (`BENCH_ROUTES=1`): a PNG in (or, to measure a share-ready source that
-/// needs no decoding, `RGBA` + width + height as little-endian u32 + the pixels), the 1200×630
-/// share card out, nothing stored.
+/// Benchmark only (`BENCH_ROUTES=1`): a PNG in (or a result's share-ready card subjects, which
+/// need no decoding and no resizing), the 1200×630 share card out, nothing stored. `?n=` renders
+/// it that many times (at most 100), so a client can take the render's own time apart from
+/// moving the body into the isolate.
 async fn bench_render(mut req: Request) -> Answer {
+    let n = req
+        .url()?
+        .query_pairs()
+        .find(|(k, _)| k == "n")
+        .and_then(|(_, v)| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        .clamp(1, 100);
     let body = req.bytes().await?;
-    let image = match body.strip_prefix(b"RGBA") {
-        Some(raw) if raw.len() >= 8 => {
-            let side = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
-            shared::image::RgbaImage::from_raw(side(0), side(4), raw[8..].to_vec())
-                .map(shared::image::DynamicImage::ImageRgba8)
-                .ok_or_else(|| {
-                    refuse(400, "invalid_image", "RGBA size does not match its pixels")
-                })?
+    let opts = RenderOptions::default();
+    let render = || {
+        if body.starts_with(b"PCCARDS") {
+            let subjects = CardSubjects::from_bytes_for(&body, &[OG_SIZE])
+                .map_err(|e| refuse(400, "invalid_image", e))?;
+            render_card(&subjects, OG_SIZE, &opts).map_err(Fail::Internal)
+        } else {
+            render_og(&intake::decode(&body, &Limits::default())?.image, &opts)
+                .map_err(Fail::Internal)
         }
-        _ => intake::decode(&body, &Limits::default())?.image,
     };
-    let og = render_og(&image, &RenderOptions::default()).map_err(Fail::Internal)?;
+    let mut og = render()?;
+    for _ in 1..n {
+        og = render()?;
+    }
     serve_bytes_plain(og.bytes, "image/jpeg", "no-store", "\"bench\"")
 }

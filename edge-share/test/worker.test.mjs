@@ -6,7 +6,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -319,7 +320,9 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
   const bin = process.env.GPU_SERVER_BIN;
   assert.ok(bin, "set GPU_SERVER_BIN to the gpu-server binary (scripts/test does)");
   const port = await freePort();
-  const server = spawn(bin, ["serve", "--port", String(port), "--storage-bucket", "memory://", "--customer-storage-bucket", "memory://", "--share-token-secret", SECRET], { stdio: "ignore" });
+  // Results in a folder, to hand them to the Worker's bucket as a shared bucket would.
+  const results = mkdtempSync(join(tmpdir(), "pet-cutout-results-"));
+  const server = spawn(bin, ["serve", "--port", String(port), "--storage-bucket", `file://${results}`, "--customer-storage-bucket", "memory://", "--share-token-secret", SECRET], { stdio: "ignore" });
   try {
     const api = `http://127.0.0.1:${port}`;
     for (let i = 0; ; i++) {
@@ -337,6 +340,7 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
 
     const edge = await share({ image: cutout, platform: "pinterest", title: "Chelsea", token: serverToken });
     assert.equal(edge.res.status, 200, edge.body);
+    assert.equal(edge.res.headers.get("x-card-subjects"), "none", "an upload has no share-ready subjects");
     const origin = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form({ image: cutout, platform: "pinterest", title: "Chelsea" }) });
     assert.equal(origin.status, 200);
     const o = await origin.json();
@@ -347,8 +351,49 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
       assert.ok(a.length > 1000, name);
       assert.ok(a.equals(b), `${name}: the Worker's ${a.length} bytes differ from gpu-server's ${b.length}`);
     }
+
+    // A stored result is shared by its id: gpu-server stored its share-ready card subjects
+    // beside it, and both shells make the same cards from them as from the picture.
+    const resultId = removed.headers.get("x-result-id");
+    const stored = readFileSync(join(results, "results", resultId));
+    assert.ok(Buffer.from(cutout).equals(stored), "the stored result is the answered one");
+    const cards = readFileSync(join(results, "results", `${resultId}.cards`));
+    assert.equal(cards.subarray(0, 8).toString(), "PCCARDS1");
+    const bucket = await mf.getR2Bucket("BUCKET");
+    // Copies that own their memory (Miniflare's proxy refuses a view into Node's buffer pool).
+    await bucket.put(`results/${resultId}`, new Uint8Array(stored));
+    await bucket.put(`results/${resultId}.cards`, new Uint8Array(cards));
+    const files = (id) => [`og/${id}.jpg`, `og/${id}-pin.jpg`, `og/${id}-square.jpg`, `i/${id}.png`];
+    const edgeStored = await share({ result_id: resultId, platform: "facebook", title: "Chelsea, stored", token: serverToken });
+    assert.equal(edgeStored.res.status, 200, edgeStored.body);
+    assert.equal(edgeStored.res.headers.get("x-card-subjects"), "used");
+    const originStored = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form({ result_id: resultId, token: serverToken, platform: "facebook", title: "Chelsea, stored" }) });
+    assert.equal(originStored.status, 200);
+    assert.equal(originStored.headers.get("x-card-subjects"), "used");
+    assert.equal((await originStored.json()).id, edgeStored.json.id, "the same share id");
+    const uploaded = files(o.id);
+    for (const [i, name] of files(edgeStored.json.id).entries()) {
+      const a = Buffer.from(await (await mf.dispatchFetch(`${BASE}/${name}`)).arrayBuffer());
+      const b = Buffer.from(await (await fetch(`${api}/${name}`)).arrayBuffer());
+      const c = Buffer.from(await (await fetch(`${api}/${uploaded[i]}`)).arrayBuffer());
+      assert.ok(a.equals(b), `${name}: the Worker's ${a.length} bytes differ from gpu-server's ${b.length}`);
+      assert.ok(a.equals(c), `${name}: from the card subjects, ${a.length} bytes; from the picture, ${c.length}`);
+    }
+    // Damaged subjects are not used: the cards are made from the picture, the same bytes.
+    const damaged = Buffer.from(cards);
+    damaged[cards.length - 5] ^= 0xff;
+    await bucket.put(`results/${resultId}.cards`, new Uint8Array(damaged));
+    const edgeDamaged = await share({ result_id: resultId, platform: "facebook", title: "Chelsea, damaged", token: serverToken });
+    assert.equal(edgeDamaged.res.status, 200, edgeDamaged.body);
+    assert.equal(edgeDamaged.res.headers.get("x-card-subjects"), "none");
+    for (const [i, name] of files(edgeDamaged.json.id).entries()) {
+      const a = Buffer.from(await (await mf.dispatchFetch(`${BASE}/${name}`)).arrayBuffer());
+      const c = Buffer.from(await (await fetch(`${api}/${uploaded[i]}`)).arrayBuffer());
+      assert.ok(a.equals(c), `${name} from damaged card subjects`);
+    }
   } finally {
     server.kill();
+    rmSync(results, { recursive: true, force: true });
   }
 });
 

@@ -663,6 +663,54 @@ async fn shares_a_processed_result_with_its_token_only() {
             .contains("-pin.jpg")
     );
 
+    // The result was stored with its share-ready card subjects, and the share used them, with
+    // the same cards as an upload of the same picture (made from its pixels).
+    assert_eq!(ok.header("x-card-subjects"), "used");
+    let result = state
+        .cache
+        .get(&shared::api::keys::result(&id))
+        .await
+        .unwrap()
+        .expect("the stored result");
+    let cards = state
+        .cache
+        .get(&shared::api::keys::card_subjects(&id))
+        .await
+        .unwrap()
+        .expect("the stored card subjects");
+    let subjects = shared::render::CardSubjects::from_bytes(&cards).unwrap();
+    assert!(subjects.are_of(&result));
+    let uploaded = post(
+        &router,
+        "/api/v2/share-image",
+        &[
+            ("image", Some("cut-out.png"), &result),
+            ("platform", None, b"facebook"),
+            ("title", None, b"uploaded"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(uploaded.status, StatusCode::OK, "{}", uploaded.text());
+    assert_eq!(uploaded.header("x-card-subjects"), "none");
+    let (a, b) = (ok.json()["id"].clone(), uploaded.json()["id"].clone());
+    assert_ne!(a, b, "different titles, different shares");
+    for name in ["og/{}.jpg", "og/{}-pin.jpg", "og/{}-square.jpg", "i/{}.png"] {
+        let from_subjects = get(
+            &router,
+            &format!("/{}", name.replace("{}", a.as_str().unwrap())),
+        )
+        .await;
+        let from_picture = get(
+            &router,
+            &format!("/{}", name.replace("{}", b.as_str().unwrap())),
+        )
+        .await;
+        assert_eq!(from_subjects.status, StatusCode::OK, "{name}");
+        assert!(from_subjects.body.len() > 1000, "{name}");
+        assert_eq!(from_subjects.body, from_picture.body, "{name}");
+    }
+
     let expired = shared::token::sign(&state.secret, &id, 1);
     let other = shared::token::sign(b"another secret entirely", &id, u64::MAX / 2);
     let cases: Vec<(Vec<Part>, StatusCode, &str)> = vec![

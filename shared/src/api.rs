@@ -106,6 +106,10 @@ pub mod keys {
     pub fn result(id: &str) -> String {
         format!("results/{id}")
     }
+    /// A result's share-ready card subjects (`shared::render::CardSubjects`).
+    pub fn card_subjects(id: &str) -> String {
+        format!("results/{id}.cards")
+    }
     pub fn manifest(id: &str) -> String {
         format!("shares/{id}/meta.json")
     }

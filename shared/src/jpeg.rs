@@ -3,9 +3,10 @@
 //!
 //! Written for one job, many times over: cards that share most of their pixels (the same
 //! background and watermark, a different pet in the middle). [`Coefficients`] are a picture's
-//! quantised blocks; [`Encoder::quantise`] can take them from a base for every 16×16 macro block
-//! outside a rectangle, so a card transforms only the blocks its subject touches and the bytes
-//! are the same as transforming all of them. The arithmetic is IEEE `f32` with no fused
+//! quantised blocks; a [`Patch`] holds the blocks of the 16×16 macro blocks inside a rectangle,
+//! computed from that rectangle's pixels alone, and [`Encoder::write_patched`] writes a base with
+//! a patch over it. So a card composes and transforms only the pixels its subject touches, and
+//! the bytes are the same as composing and transforming all of them. The arithmetic is IEEE `f32` with no fused
 //! operations, in a fixed order, so native and wasm32 builds write the same bytes.
 
 use image::RgbImage;
@@ -166,18 +167,56 @@ pub struct McuRegion {
 }
 
 impl McuRegion {
-    /// The macro blocks under the pixels `x..x + w`, `y..y + h`.
-    pub fn covering(x: u32, y: u32, w: u32, h: u32) -> Self {
+    /// The macro blocks under the pixels `x..x + w`, `y..y + h` of a `width`×`height` picture
+    /// (clipped to it).
+    pub fn covering(x: u32, y: u32, w: u32, h: u32, (width, height): (u32, u32)) -> Self {
+        let (cols, rows) = Coefficients::mcus(width, height);
+        let clip = |a: u32, b: u32, n: u32| (a.min(n), b.min(n).max(a.min(n)));
         McuRegion {
-            cols: (x / MCU_SIDE, (x + w).div_ceil(MCU_SIDE)),
-            rows: (y / MCU_SIDE, (y + h).div_ceil(MCU_SIDE)),
+            cols: clip(x / MCU_SIDE, x.saturating_add(w).div_ceil(MCU_SIDE), cols),
+            rows: clip(y / MCU_SIDE, y.saturating_add(h).div_ceil(MCU_SIDE), rows),
         }
+    }
+
+    /// The pixel rectangle `(x, y, w, h)` of these macro blocks in a `width`×`height` picture:
+    /// the pixels [`Encoder::quantise_patch`] reads.
+    pub fn pixels(&self, (width, height): (u32, u32)) -> (u32, u32, u32, u32) {
+        let (x0, y0) = (self.cols.0 * MCU_SIDE, self.rows.0 * MCU_SIDE);
+        let x1 = (self.cols.1 * MCU_SIDE).min(width).max(x0);
+        let y1 = (self.rows.1 * MCU_SIDE).min(height).max(y0);
+        (x0, y0, x1 - x0, y1 - y0)
     }
 
     fn contains(&self, col: u32, row: u32) -> bool {
         (self.cols.0..self.cols.1).contains(&col) && (self.rows.0..self.rows.1).contains(&row)
     }
+
+    fn size(&self) -> (u32, u32) {
+        (self.cols.1 - self.cols.0, self.rows.1 - self.rows.0)
+    }
 }
+
+/// The quantised blocks of the macro blocks inside a region of a picture, in raster order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    width: u32,
+    height: u32,
+    region: McuRegion,
+    blocks: Vec<[i16; 64]>,
+}
+
+/// Where the pixels a macro block reads are: a buffer holding the rectangle at `origin` of a
+/// `size` picture, `stride` pixels a row.
+struct Pixels<'a> {
+    raw: &'a [u8],
+    stride: usize,
+    origin: (u32, u32),
+    size: (u32, u32),
+}
+
+/// Blocks to copy instead of transform: a base, and which macro blocks `(column, row)` have the
+/// same pixels as in the base's picture.
+pub type Unchanged<'a> = (&'a Coefficients, &'a dyn Fn(u32, u32) -> bool);
 
 /// A JPEG encoder at one quality.
 pub struct Encoder {
@@ -222,32 +261,23 @@ impl Encoder {
 
     /// Encode a picture (at most 65,535 pixels a side).
     pub fn encode(&self, img: &RgbImage) -> Result<Vec<u8>, String> {
-        self.write(&self.quantise(img, None))
+        self.write(&self.quantise(img))
     }
 
-    /// The quantised blocks of `img`. With `reuse = (base, region)`, macro blocks outside
-    /// `region` are copied from `base` (which must come from a picture of the same size whose
-    /// pixels there are the same) instead of transformed.
-    pub fn quantise(
-        &self,
-        img: &RgbImage,
-        reuse: Option<(&Coefficients, McuRegion)>,
-    ) -> Coefficients {
+    /// The quantised blocks of `img`.
+    pub fn quantise(&self, img: &RgbImage) -> Coefficients {
         let (width, height) = img.dimensions();
         let (cols, rows) = Coefficients::mcus(width, height);
-        let reuse = reuse.filter(|(base, _)| (base.width, base.height) == (width, height));
+        let pixels = Pixels {
+            raw: img.as_raw(),
+            stride: width as usize,
+            origin: (0, 0),
+            size: (width, height),
+        };
         let mut blocks = vec![[0i16; 64]; (cols * rows * 6) as usize];
-        for row in 0..rows {
-            for col in 0..cols {
-                let at = ((row * cols + col) * 6) as usize;
-                let out = &mut blocks[at..at + 6];
-                match reuse {
-                    Some((base, region)) if !region.contains(col, row) => {
-                        out.copy_from_slice(&base.blocks[at..at + 6]);
-                    }
-                    _ => self.macro_block(img, col, row, out),
-                }
-            }
+        for (i, out) in blocks.chunks_exact_mut(6).enumerate() {
+            let (row, col) = (i as u32 / cols, i as u32 % cols);
+            self.macro_block(&pixels, col, row, out);
         }
         Coefficients {
             width,
@@ -256,18 +286,71 @@ impl Encoder {
         }
     }
 
-    /// Transform and quantise one macro block; edges repeat the last column and row.
-    fn macro_block(&self, img: &RgbImage, col: u32, row: u32, out: &mut [[i16; 64]]) {
-        let (w, h) = img.dimensions();
-        let raw = img.as_raw();
+    /// The quantised blocks of the macro blocks in `region` of a `size` picture, from the
+    /// pixels of that region alone: `pixels` is the rectangle [`McuRegion::pixels`] names. With
+    /// `same = Some((base, is_same))`, a macro block at `(column, row)` for which `is_same`
+    /// holds has the same pixels as in `base`'s picture, and its blocks are copied from there.
+    pub fn quantise_patch(
+        &self,
+        size: (u32, u32),
+        region: McuRegion,
+        pixels: &RgbImage,
+        same: Option<Unchanged<'_>>,
+    ) -> Result<Patch, String> {
+        if let Some((base, _)) = same
+            && (base.width, base.height) != size
+        {
+            return Err(format!(
+                "blocks of a {}×{} picture cannot stand in for a {}×{} one's",
+                base.width, base.height, size.0, size.1
+            ));
+        }
+        let (x, y, w, h) = region.pixels(size);
+        if pixels.dimensions() != (w, h) {
+            return Err(format!(
+                "a patch of {w}×{h} pixels was expected, not {}×{}",
+                pixels.width(),
+                pixels.height()
+            ));
+        }
+        let (pc, pr) = region.size();
+        let source = Pixels {
+            raw: pixels.as_raw(),
+            stride: w as usize,
+            origin: (x, y),
+            size,
+        };
+        let mut blocks = vec![[0i16; 64]; (pc * pr * 6) as usize];
+        let cols = Coefficients::mcus(size.0, size.1).0;
+        for (i, out) in blocks.chunks_exact_mut(6).enumerate() {
+            let (row, col) = (region.rows.0 + i as u32 / pc, region.cols.0 + i as u32 % pc);
+            match same {
+                Some((base, is_same)) if is_same(col, row) => {
+                    let at = ((row * cols + col) * 6) as usize;
+                    out.copy_from_slice(&base.blocks[at..at + 6]);
+                }
+                _ => self.macro_block(&source, col, row, out),
+            }
+        }
+        Ok(Patch {
+            width: size.0,
+            height: size.1,
+            region,
+            blocks,
+        })
+    }
+
+    /// Transform and quantise one macro block; edges repeat the picture's last column and row.
+    fn macro_block(&self, px: &Pixels<'_>, col: u32, row: u32, out: &mut [[i16; 64]]) {
+        let ((w, h), (ox, oy)) = (px.size, px.origin);
         let xs: [usize; 16] =
-            std::array::from_fn(|i| (col * MCU_SIDE + i as u32).min(w - 1) as usize * 3);
+            std::array::from_fn(|i| ((col * MCU_SIDE + i as u32).min(w - 1) - ox) as usize * 3);
         let mut y = [[0f32; 16]; 16];
         let mut cb = [[0f32; 16]; 16];
         let mut cr = [[0f32; 16]; 16];
         for r in 0..16 {
-            let sy = (row * MCU_SIDE + r as u32).min(h - 1) as usize;
-            let line = &raw[sy * w as usize * 3..(sy + 1) * w as usize * 3];
+            let sy = ((row * MCU_SIDE + r as u32).min(h - 1) - oy) as usize;
+            let line = &px.raw[sy * px.stride * 3..(sy + 1) * px.stride * 3];
             for (c, &x) in xs.iter().enumerate() {
                 let (red, green, blue) = (
                     f32::from(line[x]),
@@ -319,11 +402,29 @@ impl Encoder {
 
     /// The JPEG file of quantised blocks.
     pub fn write(&self, coefficients: &Coefficients) -> Result<Vec<u8>, String> {
+        self.write_patched(coefficients, None)
+    }
+
+    /// The JPEG file of `base`'s blocks, with `patch`'s instead inside its region (a patch of a
+    /// picture of the same size).
+    pub fn write_patched(
+        &self,
+        base: &Coefficients,
+        patch: Option<&Patch>,
+    ) -> Result<Vec<u8>, String> {
         let Coefficients {
             width,
             height,
             blocks,
-        } = coefficients;
+        } = base;
+        if let Some(p) = patch
+            && (p.width, p.height) != (*width, *height)
+        {
+            return Err(format!(
+                "a patch of a {}×{} picture cannot go over a {width}×{height} one",
+                p.width, p.height
+            ));
+        }
         let (Ok(w16), Ok(h16)) = (u16::try_from(*width), u16::try_from(*height)) else {
             return Err(format!(
                 "{width}×{height} is too large for JPEG (65,535 px a side)"
@@ -363,7 +464,17 @@ impl Encoder {
         out.extend_from_slice(&[0xFF, 0xDA, 0, 12, 3, 1, 0x00, 2, 0x11, 3, 0x11, 0, 63, 0]);
         let mut bits = BitWriter { out, acc: 0, n: 0 };
         let mut last_dc = [0i16; 3];
-        for mcu in blocks.chunks_exact(6) {
+        let cols = Coefficients::mcus(*width, *height).0;
+        for (m, own) in blocks.chunks_exact(6).enumerate() {
+            let (row, col) = (m as u32 / cols, m as u32 % cols);
+            let mcu = match patch {
+                Some(p) if p.region.contains(col, row) => {
+                    let pc = p.region.size().0;
+                    let at = (((row - p.region.rows.0) * pc + col - p.region.cols.0) * 6) as usize;
+                    &p.blocks[at..at + 6]
+                }
+                _ => own,
+            };
             for (i, block) in mcu.iter().enumerate() {
                 let component = i.saturating_sub(3);
                 let table = usize::from(i >= 4);
@@ -600,28 +711,77 @@ mod tests {
     }
 
     #[test]
-    fn reused_blocks_give_the_same_bytes() {
-        let base = picture(300, 200);
-        let mut card = base.clone();
-        // Change a rectangle; everything outside it stays the base's.
-        for y in 50..90 {
-            for x in 100..170 {
-                card.put_pixel(x, y, image::Rgb([200, 10, 10]));
+    fn a_patch_from_its_pixels_alone_gives_the_same_bytes() {
+        // Odd sizes, so the last macro blocks repeat the edge pixels.
+        for (w, h) in [(300, 200), (301, 203)] {
+            let mut card = picture(w, h);
+            let enc = Encoder::new(85);
+            let mut base_coefficients = enc.quantise(&card);
+            for (x, y, rw, rh) in [(100, 50, 70, 40), (250, 150, 400, 400), (0, 0, w, h)] {
+                // Change a rectangle; everything outside it stays the base's.
+                for py in y..(y + rh).min(h) {
+                    for px in x..(x + rw).min(w) {
+                        card.put_pixel(px, py, image::Rgb([200, (px % 256) as u8, 10]));
+                    }
+                }
+                let region = McuRegion::covering(x, y, rw, rh, (w, h));
+                let (rx, ry, pw, ph) = region.pixels((w, h));
+                let pixels = image::imageops::crop_imm(&card, rx, ry, pw, ph).to_image();
+                let patch = enc.quantise_patch((w, h), region, &pixels, None).unwrap();
+                let patched = enc.write_patched(&base_coefficients, Some(&patch)).unwrap();
+                assert_eq!(patched, enc.encode(&card).unwrap(), "{w}×{h} at {x},{y}");
+                // Macro blocks the change missed may be copied from the base: the same bytes.
+                let touched = McuRegion::covering(x, y, rw, rh, (w, h));
+                let wider = McuRegion::covering(
+                    x.saturating_sub(40),
+                    y.saturating_sub(40),
+                    rw + 80,
+                    rh + 80,
+                    (w, h),
+                );
+                let (wx, wy, ww, wh) = wider.pixels((w, h));
+                let around = image::imageops::crop_imm(&card, wx, wy, ww, wh).to_image();
+                let untouched = |col, row| !touched.contains(col, row);
+                let copied = enc
+                    .quantise_patch(
+                        (w, h),
+                        wider,
+                        &around,
+                        Some((&base_coefficients, &untouched)),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    enc.write_patched(&base_coefficients, Some(&copied))
+                        .unwrap(),
+                    enc.encode(&card).unwrap()
+                );
+                // A patch that misses the change would not: the check above can fail.
+                let wrong = McuRegion::covering(0, 0, 16, 16, (w, h));
+                let (_, _, ww, wh) = wrong.pixels((w, h));
+                let corner = image::imageops::crop_imm(&card, 0, 0, ww, wh).to_image();
+                let stale = enc.quantise_patch((w, h), wrong, &corner, None).unwrap();
+                if (x, y) != (0, 0) {
+                    assert_ne!(
+                        enc.write_patched(&base_coefficients, Some(&stale)).unwrap(),
+                        enc.encode(&card).unwrap()
+                    );
+                }
+                base_coefficients = enc.quantise(&card);
             }
         }
+    }
+
+    #[test]
+    fn a_patch_must_fit() {
         let enc = Encoder::new(85);
-        let base_coefficients = enc.quantise(&base, None);
-        let region = McuRegion::covering(100, 50, 70, 40);
-        let reused = enc
-            .write(&enc.quantise(&card, Some((&base_coefficients, region))))
-            .unwrap();
-        assert_eq!(reused, enc.encode(&card).unwrap());
-        // A region that misses the change would not: the check above can fail.
-        let wrong = McuRegion::covering(0, 0, 16, 16);
-        let stale = enc
-            .write(&enc.quantise(&card, Some((&base_coefficients, wrong))))
-            .unwrap();
-        assert_ne!(stale, enc.encode(&card).unwrap());
+        let base = enc.quantise(&picture(64, 64));
+        let region = McuRegion::covering(0, 0, 20, 20, (64, 64));
+        let patch = |size, px: &RgbImage, same| enc.quantise_patch(size, region, px, same);
+        assert!(patch((64, 64), &picture(20, 20), None).is_err());
+        let other = patch((48, 48), &picture(32, 32), None).unwrap();
+        assert!(enc.write_patched(&base, Some(&other)).is_err());
+        let always = |_, _| true;
+        assert!(patch((48, 48), &picture(32, 32), Some((&base, &always))).is_err());
     }
 
     #[test]

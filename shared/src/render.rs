@@ -4,10 +4,12 @@
 //! so the same input gives the same bytes. Resizing uses `fast_image_resize` (far faster than
 //! `image`'s own in WASM) and JPEG output [`crate::jpeg`]. A card of a cut-out is its
 //! background and watermark, the same for every share with the same settings, plus the pet in
-//! the middle: the background's JPEG blocks are computed once per settings and card size
-//! ([`card_base`]) and only the blocks under the pet are transformed per share, with the same
-//! bytes as transforming all of them. Nothing here allocates more than a few canvases of the
-//! output sizes beyond the decoded source.
+//! the middle: the empty card's JPEG blocks are computed once per settings and card size
+//! ([`card_base`]), and per share only the macro blocks under the pet are composed and
+//! transformed (those where it is wholly transparent are copied), with the same bytes as doing
+//! the whole card. [`CardSubjects`] go one step further for stored results: the pet already
+//! fitted to each card, so a card needs no decoding and no resizing. Nothing here allocates more
+//! than a few canvases of the output sizes beyond the decoded source.
 
 use std::{
     fmt,
@@ -18,11 +20,12 @@ use std::{
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use font8x8::UnicodeFonts;
 use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+use sha2::{Digest, Sha256};
 
 use crate::{
     api::StoredImage,
     encode::{OutputFormat, encode},
-    jpeg::{Coefficients, McuRegion},
+    jpeg::{Coefficients, Encoder, MCU_SIDE, McuRegion},
 };
 
 /// Changes whenever the rendering changes, so share ids (content hashes) change with it.
@@ -334,13 +337,18 @@ pub struct Rendered {
 /// A picture made ready for rendering: converted once, its logo and text prepared.
 struct Prepared<'a> {
     opts: &'a RenderOptions,
-    /// Borrowed when the picture already is 8-bit RGBA (a cut-out): no 4 MB copy.
-    rgba: std::borrow::Cow<'a, RgbaImage>,
+    /// Borrowed when the picture already is 8-bit RGBA (a cut-out): no 4 MB copy. None when
+    /// rendering from share-ready subjects alone.
+    rgba: Option<std::borrow::Cow<'a, RgbaImage>>,
+    /// The picture's size.
+    size: (u32, u32),
     transparent: bool,
     /// The picture's own colours, converted once, for every blurred background that needs them.
     colours: Option<RgbImage>,
     text: Option<GrayImage>,
     resizer: Resizer,
+    /// Subjects already fitted to card sizes (a share-ready source), used where they match.
+    fitted: Option<&'a CardSubjects>,
 }
 
 impl<'a> Prepared<'a> {
@@ -352,20 +360,51 @@ impl<'a> Prepared<'a> {
         let transparent = rgba.pixels().any(|p| p.0[3] < 255);
         let colours: Option<RgbImage> = (!transparent || opts.background == Background::Blur)
             .then(|| image::buffer::ConvertBuffer::convert(&*rgba));
-        let text = opts
-            .watermark
-            .text
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .map(text_mask);
         Prepared {
             opts,
-            rgba,
+            size: rgba.dimensions(),
+            rgba: Some(rgba),
             transparent,
             colours,
-            text,
+            text: watermark_text(opts),
             resizer: Resizer::new(),
+            fitted: None,
         }
+    }
+
+    /// A cut-out known only by its share-ready subjects (a card size they lack fails).
+    fn from_subjects(subjects: &'a CardSubjects, opts: &'a RenderOptions) -> Self {
+        Prepared {
+            opts,
+            rgba: None,
+            size: subjects.source,
+            transparent: true,
+            colours: None,
+            text: watermark_text(opts),
+            resizer: Resizer::new(),
+            fitted: Some(subjects),
+        }
+    }
+
+    /// The subject fitted to `fw`×`fh`: a share-ready one when it has that size, else resized.
+    fn subject(&mut self, fw: u32, fh: u32) -> Result<std::borrow::Cow<'a, RgbaImage>, String> {
+        if let Some(found) = self.fitted.and_then(|f| {
+            f.subjects
+                .iter()
+                .flatten()
+                .find(|s| s.dimensions() == (fw, fh))
+        }) {
+            return Ok(std::borrow::Cow::Borrowed(found));
+        }
+        let Some(rgba) = &self.rgba else {
+            return Err(format!("no share-ready subject of {fw}×{fh}"));
+        };
+        Ok(std::borrow::Cow::Owned(resize_rgba(
+            &mut self.resizer,
+            rgba,
+            fw,
+            fh,
+        )?))
     }
 
     /// One `w`×`h` JPEG card: the picture fitted (never stretched) over its background,
@@ -374,49 +413,91 @@ impl<'a> Prepared<'a> {
         self.card_with(size, true)
     }
 
-    /// [`Self::card`], optionally without the empty card's blocks (the same bytes, slower).
-    fn card_with(&mut self, (w, h): (u32, u32), reuse: bool) -> Result<Encoded, String> {
+    /// [`Self::card`], optionally the slow way: the whole canvas composed and transformed,
+    /// not only the part the subject touches (the same bytes).
+    fn card_with(&mut self, (w, h): (u32, u32), partial: bool) -> Result<Encoded, String> {
         let opts = self.opts;
-        let mut canvas = background(
-            &mut self.resizer,
-            self.colours.as_ref(),
-            w,
-            h,
-            self.transparent,
-            opts.background,
-        )?;
-        // Cut-outs float with a margin; photos fill the height or width they can.
-        let margin = if self.transparent { 0.06 } else { 0.0 };
-        let (bw, bh) = (
-            (f64::from(w) * (1.0 - 2.0 * margin)) as u32,
-            (f64::from(h) * (1.0 - 2.0 * margin)) as u32,
-        );
-        let (fw, fh) = fit(self.rgba.width(), self.rgba.height(), bw, bh);
-        let subject = resize_rgba(&mut self.resizer, &self.rgba, fw, fh)?;
+        let (fw, fh) = subject_size(self.size, (w, h), self.transparent);
+        let subject = self.subject(fw, fh)?;
         let (x, y) = ((w - fw) / 2, (h - fh) / 2);
-        over(&mut canvas, &subject, i64::from(x), i64::from(y), 1.0);
-        stamp(
-            &mut self.resizer,
-            &mut canvas,
-            &opts.watermark,
-            opts.watermark.logo.as_ref(),
-            self.text.as_ref(),
-        )?;
-        let encoder = crate::jpeg::Encoder::new(opts.jpeg_quality);
-        // Outside the subject's rectangle a cut-out's card is its empty card's pixels.
-        let coefficients = if reuse && self.transparent && opts.background != Background::Blur {
+        let encoder = Encoder::new(opts.jpeg_quality);
+        // A cut-out's card is its empty card (background and watermark, the same for every
+        // share) outside the macro blocks the subject touches: only those are composed and
+        // transformed.
+        let bytes = if partial && self.transparent && opts.background != Background::Blur {
             let base = card_base(&mut self.resizer, opts, (w, h), self.text.as_ref())?;
-            encoder.quantise(&canvas, Some((&base.1, McuRegion::covering(x, y, fw, fh))))
+            let region = McuRegion::covering(x, y, fw, fh, (w, h));
+            let rect = region.pixels((w, h));
+            let mut pixels =
+                background(&mut self.resizer, None, (w, h), rect, true, opts.background)?;
+            let (rx, ry) = (i64::from(rect.0), i64::from(rect.1));
+            over(
+                &mut pixels,
+                &subject,
+                i64::from(x) - rx,
+                i64::from(y) - ry,
+                1.0,
+            );
+            if let Some(block) = &base.watermark {
+                lay(&mut pixels, block, &opts.watermark, (w, h), (rx, ry));
+            }
+            // Where the subject is wholly transparent the card is the empty card (`over` leaves
+            // those pixels alone): those macro blocks are copied, not transformed.
+            let empty = |col: u32, row: u32| {
+                let (mx, my) = (col * MCU_SIDE, row * MCU_SIDE);
+                let (x0, x1) = (mx.max(x), (mx + MCU_SIDE).min(x + fw));
+                let (y0, y1) = (my.max(y), (my + MCU_SIDE).min(y + fh));
+                (y0..y1).all(|sy| {
+                    let at = ((sy - y) * fw) as usize;
+                    let row = &subject.as_raw()
+                        [(at + (x0 - x) as usize) * 4..(at + x1.max(x0) as usize - x as usize) * 4];
+                    row.chunks_exact(4).all(|p| p[3] == 0)
+                })
+            };
+            let patch = encoder.quantise_patch(
+                (w, h),
+                region,
+                &pixels,
+                Some((&base.coefficients, &empty)),
+            )?;
+            encoder.write_patched(&base.coefficients, Some(&patch))?
         } else {
-            encoder.quantise(&canvas, None)
+            let mut canvas = background(
+                &mut self.resizer,
+                self.colours.as_ref(),
+                (w, h),
+                (0, 0, w, h),
+                self.transparent,
+                opts.background,
+            )?;
+            over(&mut canvas, &subject, i64::from(x), i64::from(y), 1.0);
+            stamp(
+                &mut self.resizer,
+                &mut canvas,
+                &opts.watermark,
+                opts.watermark.logo.as_ref(),
+                self.text.as_ref(),
+            )?;
+            encoder.encode(&canvas)?
         };
         Ok(Encoded {
-            bytes: encoder.write(&coefficients)?,
+            bytes,
             width: w,
             height: h,
             content_type: "image/jpeg",
         })
     }
+}
+
+/// The size of a `source`-sized subject on a `card`-sized card: cut-outs float with a margin,
+/// photos fill the height or width they can; never stretched.
+fn subject_size(source: (u32, u32), (w, h): (u32, u32), transparent: bool) -> (u32, u32) {
+    let margin = if transparent { 0.06 } else { 0.0 };
+    let (bw, bh) = (
+        (f64::from(w) * (1.0 - 2.0 * margin)) as u32,
+        (f64::from(h) * (1.0 - 2.0 * margin)) as u32,
+    );
+    fit(source.0, source.1, bw, bh)
 }
 
 /// What makes an empty card: its size and every setting that changes its pixels.
@@ -438,49 +519,252 @@ impl CardKey {
     }
 }
 
+/// An empty card, ready to take a subject.
+struct CardBase {
+    key: CardKey,
+    /// The JPEG blocks of the background with the watermark.
+    coefficients: Coefficients,
+    /// The watermark at this card's scale, laid again over the subject.
+    watermark: Option<RgbaImage>,
+}
+
 /// Empty cards kept (three sizes for a few settings at once; about 4 MB each).
 const CARD_BASES_KEPT: usize = 12;
 
-static CARD_BASES: Mutex<Vec<Arc<(CardKey, Coefficients)>>> = Mutex::new(Vec::new());
+static CARD_BASES: Mutex<Vec<Arc<CardBase>>> = Mutex::new(Vec::new());
 
-/// The JPEG blocks of the empty card (background and watermark, no subject) of a cut-out at
-/// `size` with `opts`: computed once per process (or Worker isolate) and settings, then shared.
+/// The empty card (background and watermark, no subject) of a cut-out at `size` with `opts`:
+/// computed once per process (or Worker isolate) and settings, then shared.
 fn card_base(
     resizer: &mut Resizer,
     opts: &RenderOptions,
     (w, h): (u32, u32),
     text: Option<&GrayImage>,
-) -> Result<Arc<(CardKey, Coefficients)>, String> {
+) -> Result<Arc<CardBase>, String> {
     let lock = || {
         CARD_BASES
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
-    if let Some(found) = lock().iter().find(|b| b.0.is(opts, (w, h))) {
+    if let Some(found) = lock().iter().find(|b| b.key.is(opts, (w, h))) {
         return Ok(Arc::clone(found));
     }
-    let mut canvas = background(resizer, None, w, h, true, opts.background)?;
-    stamp(
+    let mut canvas = background(resizer, None, (w, h), (0, 0, w, h), true, opts.background)?;
+    let watermark = watermark_block(
         resizer,
-        &mut canvas,
+        w,
+        h,
         &opts.watermark,
         opts.watermark.logo.as_ref(),
         text,
     )?;
-    let coefficients = crate::jpeg::Encoder::new(opts.jpeg_quality).quantise(&canvas, None);
-    let key = CardKey {
-        size: (w, h),
-        background: opts.background,
-        watermark: opts.watermark.clone(),
-        jpeg_quality: opts.jpeg_quality,
-    };
-    let base = Arc::new((key, coefficients));
+    if let Some(block) = &watermark {
+        lay(&mut canvas, block, &opts.watermark, (w, h), (0, 0));
+    }
+    let base = Arc::new(CardBase {
+        key: CardKey {
+            size: (w, h),
+            background: opts.background,
+            watermark: opts.watermark.clone(),
+            jpeg_quality: opts.jpeg_quality,
+        },
+        coefficients: Encoder::new(opts.jpeg_quality).quantise(&canvas),
+        watermark,
+    });
     let mut bases = lock();
     if bases.len() >= CARD_BASES_KEPT {
         bases.remove(0);
     }
     bases.push(Arc::clone(&base));
     Ok(base)
+}
+
+/// The watermark's text line as an alpha mask, if it has one.
+fn watermark_text(opts: &RenderOptions) -> Option<GrayImage> {
+    opts.watermark
+        .text
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(text_mask)
+}
+
+/// The card sizes, in the order [`CardSubjects`] keeps them.
+pub const CARD_SIZES: [(u32, u32); 3] = [OG_SIZE, PINTEREST_SIZE, SQUARE_SIZE];
+
+/// A cut-out made share-ready: its subject already fitted to each card size. A card made from
+/// it is only composed and encoded (no decoding of the whole picture, no resizing), with the
+/// same bytes as a card made from the picture. gpu-server stores one beside each result
+/// ([`crate::api::keys::card_subjects`]); the Worker renders the result's cards from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardSubjects {
+    /// SHA-256 of the encoded picture (the stored result) they were made from.
+    picture: [u8; 32],
+    /// The cut-out's own size.
+    source: (u32, u32),
+    /// One per [`CARD_SIZES`], in that order (`None`: not read, see [`Self::from_bytes_for`]).
+    subjects: Vec<Option<RgbaImage>>,
+}
+
+/// The first bytes of a stored [`CardSubjects`].
+const CARD_SUBJECTS_MAGIC: &[u8; 8] = b"PCCARDS1";
+
+impl CardSubjects {
+    /// The subjects of a cut-out, `source`, which `encoded` (a lossless file) decodes to; `None`
+    /// for a picture with no transparency (a photo, laid out differently).
+    pub fn new(source: &DynamicImage, encoded: &[u8]) -> Result<Option<Self>, String> {
+        let DynamicImage::ImageRgba8(rgba) = source else {
+            return Ok(None);
+        };
+        if !rgba.pixels().any(|p| p.0[3] < 255) {
+            return Ok(None);
+        }
+        let mut resizer = Resizer::new();
+        let subjects = CARD_SIZES
+            .iter()
+            .map(|&card| {
+                let (fw, fh) = subject_size(rgba.dimensions(), card, true);
+                let mut subject = resize_rgba(&mut resizer, rgba, fw, fh)?;
+                // Invisible pixels compress better blank; `over` never reads them.
+                for p in subject.pixels_mut().filter(|p| p.0[3] == 0) {
+                    p.0 = [0; 4];
+                }
+                Ok(Some(subject))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Some(CardSubjects {
+            picture: Sha256::digest(encoded).into(),
+            source: rgba.dimensions(),
+            subjects,
+        }))
+    }
+
+    /// Whether these are the subjects of the picture stored as `encoded`.
+    pub fn are_of(&self, encoded: &[u8]) -> bool {
+        self.picture == <[u8; 32]>::from(Sha256::digest(encoded))
+    }
+
+    /// The stored form: a magic, the picture's digest, the source's size, then each subject's
+    /// size, its RGBA pixels as one LZ4 block and that block's CRC-32 (all of them: subjects
+    /// read partly cannot be written back).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        out.extend_from_slice(CARD_SUBJECTS_MAGIC);
+        out.extend_from_slice(&self.picture);
+        out.extend_from_slice(&self.source.0.to_le_bytes());
+        out.extend_from_slice(&self.source.1.to_le_bytes());
+        for (s, card) in self.subjects.iter().zip(CARD_SIZES) {
+            let Some(s) = s else {
+                return Err(format!(
+                    "the {}×{} card's subject was not read",
+                    card.0, card.1
+                ));
+            };
+            let packed = lz4_flex::block::compress(s.as_raw());
+            out.extend_from_slice(&s.width().to_le_bytes());
+            out.extend_from_slice(&s.height().to_le_bytes());
+            out.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+            out.extend_from_slice(&packed);
+            out.extend_from_slice(&crc32fast::hash(&packed).to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Reads [`Self::to_bytes`]. Every size is checked against the cards' own before anything
+    /// is allocated, so a damaged or forged file costs at most the cards' pixels.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        Self::from_bytes_for(bytes, &CARD_SIZES)
+    }
+
+    /// [`Self::from_bytes`], unpacking only the subjects of the card sizes in `cards`.
+    pub fn from_bytes_for(bytes: &[u8], cards: &[(u32, u32)]) -> Result<Self, String> {
+        let bad = |why: &str| format!("not a card subjects file: {why}");
+        let mut rest = bytes
+            .strip_prefix(CARD_SUBJECTS_MAGIC.as_slice())
+            .ok_or_else(|| bad("no magic"))?;
+        fn take<'b>(rest: &mut &'b [u8], n: usize) -> Option<&'b [u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            *rest = tail;
+            Some(head)
+        }
+        fn word(rest: &mut &[u8]) -> Option<u32> {
+            take(rest, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        let picture: [u8; 32] = take(&mut rest, 32)
+            .and_then(|d| d.try_into().ok())
+            .ok_or_else(|| bad("cut short"))?;
+        let source = (
+            word(&mut rest).ok_or_else(|| bad("cut short"))?,
+            word(&mut rest).ok_or_else(|| bad("cut short"))?,
+        );
+        if source.0 == 0 || source.1 == 0 {
+            return Err(bad("an empty source"));
+        }
+        let mut subjects = Vec::with_capacity(CARD_SIZES.len());
+        for card in CARD_SIZES {
+            let (Some(w), Some(h), Some(len)) = (word(&mut rest), word(&mut rest), word(&mut rest))
+            else {
+                return Err(bad("cut short"));
+            };
+            if (w, h) != subject_size(source, card, true) {
+                return Err(bad("a subject of the wrong size"));
+            }
+            let packed = take(&mut rest, len as usize).ok_or_else(|| bad("cut short"))?;
+            let crc = word(&mut rest).ok_or_else(|| bad("cut short"))?;
+            if !cards.contains(&card) {
+                subjects.push(None);
+                continue;
+            }
+            if crc32fast::hash(packed) != crc {
+                return Err(bad("damaged (checksum)"));
+            }
+            let mut pixels = vec![0u8; w as usize * h as usize * 4];
+            let n = lz4_flex::block::decompress_into(packed, &mut pixels)
+                .map_err(|e| bad(&e.to_string()))?;
+            if n != pixels.len() {
+                return Err(bad("a subject cut short"));
+            }
+            subjects.push(Some(
+                RgbaImage::from_raw(w, h, pixels).ok_or_else(|| bad("pixels"))?,
+            ));
+        }
+        if !rest.is_empty() {
+            return Err(bad("bytes left over"));
+        }
+        Ok(CardSubjects {
+            picture,
+            source,
+            subjects,
+        })
+    }
+
+    /// The subjects stored as `stored` if they are the ones of the picture stored as `picture`
+    /// and suffice for `opts`; anything else (none, damaged, another picture's) is `None`, and
+    /// the cards are made from the picture.
+    pub fn usable(stored: Option<&[u8]>, picture: &[u8], opts: &RenderOptions) -> Option<Self> {
+        if !Self::suffice_for(opts) {
+            return None;
+        }
+        Self::from_bytes(stored?).ok().filter(|s| s.are_of(picture))
+    }
+
+    /// Whether cards with `opts` can be made from the subjects alone (a blurred background
+    /// needs the whole picture).
+    pub fn suffice_for(opts: &RenderOptions) -> bool {
+        opts.background != Background::Blur
+    }
+}
+
+/// One `size` card (one of [`CARD_SIZES`]) from share-ready subjects: what the Worker does for
+/// a stored result, with the same bytes as [`render_share`] on the picture.
+pub fn render_card(
+    subjects: &CardSubjects,
+    size: (u32, u32),
+    opts: &RenderOptions,
+) -> Result<Encoded, String> {
+    if !CardSubjects::suffice_for(opts) {
+        return Err("a blurred background needs the whole picture".into());
+    }
+    Prepared::from_subjects(subjects, opts).card(size)
 }
 
 /// Only the 1200×630 Open Graph card (what a crawler asks for first; the benchmark's unit).
@@ -490,7 +774,18 @@ pub fn render_og(source: &DynamicImage, opts: &RenderOptions) -> Result<Encoded,
 
 /// Render every share image of `source` (a cut-out with alpha or an opaque photo).
 pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rendered, String> {
+    render_share_with(source, None, opts)
+}
+
+/// [`render_share`], taking the cards' subjects from `subjects` where it has them (the same
+/// bytes: they are what [`CardSubjects::new`] made of the same picture).
+pub fn render_share_with(
+    source: &DynamicImage,
+    subjects: Option<&CardSubjects>,
+    opts: &RenderOptions,
+) -> Result<Rendered, String> {
     let mut p = Prepared::new(source, opts);
+    p.fitted = subjects.filter(|s| s.source == p.size && p.transparent);
     let og = p.card(OG_SIZE)?;
     let pinterest = p.card(PINTEREST_SIZE)?;
     let square = p.card(SQUARE_SIZE)?;
@@ -502,6 +797,7 @@ pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rende
         mut resizer,
         ..
     } = p;
+    let rgba = rgba.ok_or("no picture to render")?;
     let logo = opts.watermark.logo.as_ref();
 
     let (iw, ih) = fit(
@@ -519,8 +815,8 @@ pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rende
         background(
             &mut resizer,
             colours.as_ref(),
-            iw,
-            ih,
+            (iw, ih),
+            (0, 0, iw, ih),
             true,
             opts.background,
         )?
@@ -578,12 +874,13 @@ fn resize_rgba(
     Ok(dst)
 }
 
-/// The canvas behind the subject.
+/// The part `rect` = `(x, y, w, h)` of the `size` canvas behind the subject (a blurred one only
+/// whole).
 fn background(
     resizer: &mut Resizer,
     colours: Option<&RgbImage>,
-    w: u32,
-    h: u32,
+    (cw, ch): (u32, u32),
+    (rx, ry, w, h): (u32, u32, u32, u32),
     transparent: bool,
     bg: Background,
 ) -> Result<RgbImage, String> {
@@ -592,7 +889,7 @@ fn background(
         (true, Background::Gradient(top, bottom)) => {
             let mut img = RgbImage::new(w, h);
             for (y, row) in img.rows_mut().enumerate() {
-                let t = y as f32 / (h.max(2) - 1) as f32;
+                let t = (ry + y as u32) as f32 / (ch.max(2) - 1) as f32;
                 let c: [u8; 3] = std::array::from_fn(|i| {
                     (f32::from(top[i]) * (1.0 - t) + f32::from(bottom[i]) * t).round() as u8
                 });
@@ -608,6 +905,9 @@ fn background(
             let Some(rgb) = colours else {
                 return Err("a blurred background needs the picture's colours".into());
             };
+            if (rx, ry, w, h) != (0, 0, cw, ch) {
+                return Err("a blurred background is made whole".into());
+            }
             let (sw, sh) = (f64::from(rgb.width()), f64::from(rgb.height()));
             let scale = (f64::from(w) / sw).max(f64::from(h) / sh);
             let (cw, ch) = (f64::from(w) / scale, f64::from(h) / scale);
@@ -773,9 +1073,21 @@ fn stamp(
     text: Option<&GrayImage>,
 ) -> Result<(), String> {
     let (w, h) = canvas.dimensions();
-    let Some(block) = watermark_block(resizer, w, h, wm, logo, text)? else {
-        return Ok(());
-    };
+    if let Some(block) = watermark_block(resizer, w, h, wm, logo, text)? {
+        lay(canvas, &block, wm, (w, h), (0, 0));
+    }
+    Ok(())
+}
+
+/// Lay a watermark block where `wm` puts it on a `size` canvas, of which `canvas` is the part
+/// at `origin`.
+fn lay(
+    canvas: &mut RgbImage,
+    block: &RgbaImage,
+    wm: &Watermark,
+    (w, h): (u32, u32),
+    (ox, oy): (i64, i64),
+) {
     let (bw, bh) = (i64::from(block.width()), i64::from(block.height()));
     let (cw, ch) = (i64::from(w), i64::from(h));
     let m = wm.offset.pixels(w, h);
@@ -786,13 +1098,13 @@ fn stamp(
         while y < ch {
             let mut x = m + if row % 2 == 1 { sx / 2 } else { 0 } - sx;
             while x < cw {
-                over(canvas, &block, x, y, wm.opacity * 0.5);
+                over(canvas, block, x - ox, y - oy, wm.opacity * 0.5);
                 x += sx;
             }
             y += sy;
             row += 1;
         }
-        return Ok(());
+        return;
     }
     let x = match wm.gravity {
         Gravity::NorthWest | Gravity::West | Gravity::SouthWest => m,
@@ -804,8 +1116,7 @@ fn stamp(
         Gravity::West | Gravity::Center | Gravity::East => (ch - bh) / 2,
         _ => ch - bh - m,
     };
-    over(canvas, &block, x, y, wm.opacity);
-    Ok(())
+    over(canvas, block, x - ox, y - oy, wm.opacity);
 }
 
 #[cfg(test)]
@@ -885,31 +1196,166 @@ mod tests {
         );
     }
 
-    #[test]
-    fn reusing_the_empty_cards_blocks_changes_no_byte() {
-        for (background, text) in [
-            (Background::Gradient([250, 246, 240], [226, 232, 240]), None),
+    /// Settings that move the watermark over the subject in different ways.
+    fn card_settings() -> Vec<RenderOptions> {
+        [
+            (
+                Background::Gradient([250, 246, 240], [226, 232, 240]),
+                None,
+                Gravity::SouthEast,
+            ),
             (
                 Background::Color([10, 20, 30]),
                 Some("Paws & Co".to_owned()),
+                Gravity::SouthEast,
             ),
-        ] {
-            let opts = RenderOptions {
-                background,
-                watermark: Watermark {
-                    text,
-                    ..Watermark::default()
-                },
-                ..RenderOptions::default()
-            };
+            (
+                Background::Color([240, 240, 240]),
+                Some("tiled".to_owned()),
+                Gravity::Tile,
+            ),
+            (
+                Background::Gradient([0, 0, 0], [255, 255, 255]),
+                None,
+                Gravity::Center,
+            ),
+        ]
+        .into_iter()
+        .map(|(background, text, gravity)| RenderOptions {
+            background,
+            watermark: Watermark {
+                text,
+                gravity,
+                ..Watermark::default()
+            },
+            ..RenderOptions::default()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn composing_only_under_the_subject_changes_no_byte() {
+        for opts in card_settings() {
             // Wide enough that the subject reaches under the watermark.
             for src in [cutout(500, 380), cutout(1400, 300)] {
-                for size in [OG_SIZE, PINTEREST_SIZE, SQUARE_SIZE] {
+                for size in CARD_SIZES {
                     let mut p = Prepared::new(&src, &opts);
-                    let (reused, full) = (p.card(size).unwrap(), p.card_with(size, false).unwrap());
-                    assert_eq!(reused.bytes, full.bytes, "{size:?} {background:?}");
+                    let (partial, whole) =
+                        (p.card(size).unwrap(), p.card_with(size, false).unwrap());
+                    assert_eq!(
+                        partial.bytes, whole.bytes,
+                        "{size:?} {:?} {:?}",
+                        opts.background, opts.watermark.gravity
+                    );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn cards_from_share_ready_subjects_have_the_same_bytes() {
+        for opts in card_settings() {
+            for src in [cutout(500, 380), cutout(1024, 1024)] {
+                let subjects = CardSubjects::new(&src, b"file")
+                    .unwrap()
+                    .expect("a cut-out");
+                let stored = CardSubjects::from_bytes(&subjects.to_bytes().unwrap()).unwrap();
+                assert_eq!(stored, subjects);
+                let whole = render_share(&src, &opts).unwrap();
+                let with = render_share_with(&src, Some(&stored), &opts).unwrap();
+                for (size, from_picture, from_picture_with) in [
+                    (OG_SIZE, &whole.og, &with.og),
+                    (PINTEREST_SIZE, &whole.pinterest, &with.pinterest),
+                    (SQUARE_SIZE, &whole.square, &with.square),
+                ] {
+                    let card = render_card(&stored, size, &opts).unwrap();
+                    assert_eq!(card.bytes, from_picture.bytes, "{size:?}");
+                    assert_eq!(from_picture_with.bytes, from_picture.bytes, "{size:?}");
+                }
+                assert_eq!(with.image.bytes, whole.image.bytes);
+            }
+        }
+        // Subjects of another picture are not used for this one.
+        let (a, b) = (cutout(500, 380), cutout(380, 500));
+        let other = CardSubjects::new(&b, b"b").unwrap().unwrap();
+        let opts = RenderOptions::default();
+        assert_eq!(
+            render_share_with(&a, Some(&other), &opts).unwrap().og.bytes,
+            render_og(&a, &opts).unwrap().bytes
+        );
+        // A blurred background needs the whole picture.
+        let blur = RenderOptions {
+            background: Background::Blur,
+            ..RenderOptions::default()
+        };
+        let subjects = CardSubjects::new(&a, b"a").unwrap().unwrap();
+        assert!(render_card(&subjects, OG_SIZE, &blur).is_err());
+        // They know the file they were made from.
+        assert!(subjects.are_of(b"a") && !subjects.are_of(b"b"));
+        let stored = subjects.to_bytes().unwrap();
+        assert!(CardSubjects::usable(Some(&stored), b"a", &opts).is_some());
+        assert!(CardSubjects::usable(Some(&stored), b"b", &opts).is_none());
+        assert!(CardSubjects::usable(Some(&stored[..100]), b"a", &opts).is_none());
+        assert!(CardSubjects::usable(Some(&stored), b"a", &blur).is_none());
+        assert!(CardSubjects::usable(None, b"a", &opts).is_none());
+    }
+
+    #[test]
+    fn share_ready_subjects_are_for_cutouts_and_refuse_damaged_files() {
+        let photo = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 48, image::Rgb([1, 2, 3])));
+        assert_eq!(CardSubjects::new(&photo, b"").unwrap(), None);
+        let opaque =
+            DynamicImage::ImageRgba8(RgbaImage::from_pixel(64, 48, image::Rgba([1, 2, 3, 255])));
+        assert_eq!(CardSubjects::new(&opaque, b"").unwrap(), None);
+
+        let bytes = CardSubjects::new(&cutout(300, 200), b"")
+            .unwrap()
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        // Mostly transparent: far smaller than the raw pixels.
+        let raw: usize = CARD_SIZES
+            .iter()
+            .map(|&c| {
+                let (w, h) = subject_size((300, 200), c, true);
+                (w * h * 4) as usize
+            })
+            .sum();
+        assert!(bytes.len() * 4 < raw, "{} of {raw}", bytes.len());
+        assert!(CardSubjects::from_bytes(&bytes).is_ok());
+        // Read for one card: that card renders, another does not, and it cannot be written.
+        let og_only = CardSubjects::from_bytes_for(&bytes, &[OG_SIZE]).unwrap();
+        let opts = RenderOptions::default();
+        assert_eq!(
+            render_card(&og_only, OG_SIZE, &opts).unwrap().bytes,
+            render_og(&cutout(300, 200), &opts).unwrap().bytes
+        );
+        assert!(render_card(&og_only, SQUARE_SIZE, &opts).is_err());
+        assert!(og_only.to_bytes().is_err());
+        // Every prefix, a wrong magic, bytes left over, a wrong source size, flipped bytes:
+        // refused, never a panic.
+        for n in (0..bytes.len()).step_by(97) {
+            assert!(CardSubjects::from_bytes(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(CardSubjects::from_bytes(&extra).is_err());
+        let mut magic = bytes.clone();
+        magic[0] ^= 1;
+        assert!(CardSubjects::from_bytes(&magic).is_err());
+        let mut size = bytes.clone();
+        size[40] ^= 1;
+        assert!(CardSubjects::from_bytes(&size).is_err());
+        let mut huge = bytes.clone();
+        huge[40..48].copy_from_slice(&[0xff; 8]);
+        assert!(CardSubjects::from_bytes(&huge).is_err());
+        for at in (48..bytes.len()).step_by(13) {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x5a;
+            assert!(
+                CardSubjects::from_bytes(&flipped).is_err(),
+                "byte {at} flipped"
+            );
         }
     }
 

@@ -16,6 +16,7 @@ use shared::{
     encode::{OutputFormat, encode},
     ids::{content_id, is_valid_id},
     intake::{self, ImageFormat},
+    render::CardSubjects,
     token,
 };
 use utoipa::ToSchema;
@@ -139,6 +140,8 @@ struct Output {
     content_type: &'static str,
     width: u32,
     height: u32,
+    /// The cut-out's share-ready card subjects, stored beside it (transparent, lossless only).
+    cards: Option<Bytes>,
 }
 
 fn sniffed_type(bytes: &[u8]) -> &'static str {
@@ -212,12 +215,23 @@ pub async fn remove_background(
                     bytes: b,
                     width,
                     height,
+                    cards: None,
                 },
                 true,
             )
         }
         None => {
             let output = process(&state, bytes, options).await?;
+            // The cards first: a result is never shared with another picture's cards (they
+            // carry the result's digest, and a missing file only makes sharing slower).
+            if let Some(cards) = &output.cards
+                && let Err(e) = state
+                    .cache
+                    .put(&keys::card_subjects(&id), cards.clone())
+                    .await
+            {
+                tracing::warn!(error = %e, "cannot store the share-ready card subjects");
+            }
             match state.cache.put(&key, output.bytes.clone()).await {
                 Ok(()) => {}
                 Err(e) if json => {
@@ -320,11 +334,23 @@ async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<
             refine_mask(&mut mask, options.mask);
             let out = compose(&image, &mask, options.output);
             let bytes = encode(&out, options.format).map_err(AppError::Internal)?;
+            // Made from the pixels the stored file decodes to: lossless formats only.
+            let cards = match options.format {
+                OutputFormat::Png | OutputFormat::Webp => CardSubjects::new(&out, &bytes)
+                    .and_then(|c| c.map(|c| c.to_bytes()).transpose())
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot prepare the card subjects");
+                        None
+                    })
+                    .map(Bytes::from),
+                OutputFormat::Jpeg => None,
+            };
             Ok::<_, AppError>(Output {
                 bytes: Bytes::from(bytes),
                 content_type: options.format.mime(),
                 width: out.width(),
                 height: out.height(),
+                cards,
             })
         })
         .await

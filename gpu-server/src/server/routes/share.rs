@@ -4,6 +4,7 @@ use axum::{
     Json,
     extract::{Multipart, State, multipart::MultipartRejection},
     http::HeaderMap,
+    response::{IntoResponse, Response},
 };
 use bytes::Bytes;
 use shared::{
@@ -11,7 +12,7 @@ use shared::{
     ids::is_valid_id,
     intake,
     publish::{self, ShareFields, ShareObjects, share_fields, share_id},
-    render::render_share,
+    render::{CardSubjects, render_share_with},
     token,
 };
 use utoipa::ToSchema;
@@ -48,7 +49,8 @@ pub struct ShareForm {
     tag = "sharing",
     request_body(content = ShareForm, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "The share's URLs and intent links", body = ShareResponse),
+        (status = 200, description = "The share's URLs and intent links", body = ShareResponse,
+            headers(("x-card-subjects" = String, description = "On a new share: `used` when its cards were made from the result's share-ready subjects, `none` when from the picture"))),
         (status = 400, description = "Missing or unknown platform, bad title, malformed form", body = ErrorBody),
         (status = 403, description = "Invalid or expired share token", body = ErrorBody),
         (status = 404, description = "The result to share no longer exists", body = ErrorBody),
@@ -62,12 +64,13 @@ pub async fn share_image(
     State(state): State<AppState>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
-) -> AppResult<Json<ShareResponse>> {
+) -> AppResult<Response> {
     let form = read_form(multipart, state.limits.max_bytes).await?;
     let ShareFields { platform, title } = share_fields(form.text("platform"), form.text("title"))?;
 
-    let source: Bytes = match (&form.image, form.text("result_id")) {
-        (Some(image), _) => image.clone(),
+    // A stored result comes with its share-ready card subjects (when it has them).
+    let (source, cards): (Bytes, Option<Bytes>) = match (&form.image, form.text("result_id")) {
+        (Some(image), _) => (image.clone(), None),
         (None, Some(result_id)) => {
             if !is_valid_id(result_id) {
                 return Err(AppError::not_found(
@@ -79,7 +82,7 @@ pub async fn share_image(
                 AppError::bad("missing_token", "sharing a result_id needs its `token`")
             })?;
             token::verify_for(&state.secret, tok, result_id, unix_now())?;
-            state
+            let result = state
                 .cache
                 .get(&keys::result(result_id))
                 .await
@@ -89,7 +92,17 @@ pub async fn share_image(
                         "result_not_found",
                         "this result is no longer stored; please upload the photo again",
                     )
-                })?
+                })?;
+            // Optional: without them the cards are made from the result itself.
+            let cards = state
+                .cache
+                .get(&keys::card_subjects(result_id))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read the card subjects");
+                    None
+                });
+            (result, cards)
         }
         (None, None) => {
             return Err(AppError::bad(
@@ -114,7 +127,7 @@ pub async fn share_image(
         && let Ok(manifest) = serde_json::from_slice::<ShareManifest>(&existing)
     {
         state.metrics.share_outcome("existing");
-        return Ok(Json(share_response(&base, &manifest, platform)));
+        return Ok(Json(share_response(&base, &manifest, platform)).into_response());
     }
 
     let Ok(permit) = state.render_slots.clone().try_acquire_owned() else {
@@ -122,11 +135,14 @@ pub async fn share_image(
     };
     let limits = state.limits;
     let render = state.render.clone();
-    let rendered = tokio::time::timeout(
+    let (rendered, used_subjects) = tokio::time::timeout(
         state.request_timeout,
         tokio::task::spawn_blocking(move || {
             let decoded = intake::decode(&source, &limits)?;
-            render_share(&decoded.image, &render).map_err(AppError::Internal)
+            let subjects = CardSubjects::usable(cards.as_deref(), &source, &render);
+            render_share_with(&decoded.image, subjects.as_ref(), &render)
+                .map(|r| (r, subjects.is_some()))
+                .map_err(AppError::Internal)
         }),
     )
     .await
@@ -159,5 +175,10 @@ pub async fn share_image(
         .await
         .map_err(storage_unavailable)?;
     state.metrics.share_outcome("rendered");
-    Ok(Json(share_response(&base, &manifest, platform)))
+    let used = if used_subjects { "used" } else { "none" };
+    Ok((
+        [("x-card-subjects", used)],
+        Json(share_response(&base, &manifest, platform)),
+    )
+        .into_response())
 }
