@@ -27,7 +27,8 @@ that each parameter and buffer changes the output. BatchNorm's running statistic
 measured on a random batch (one training-mode pass), so activations stay in the range of a
 trained network.
 
-Files: checkpoint.pth (state dict), outputs.pth (dict of tensors: input, features.0-4, d3, d2,
+Files: checkpoint.pth (state dict), transition.pth (the Transition module's kernels and outputs
+on d3, d2, d1; `--transition-only` rewrites just this file), outputs.pth (dict of tensors: input, features.0-4, d3, d2,
 d1, d0, p2, p1, p0, pred — pred per image, as `Remover` runs batch 1), preprocess.pth (a real
 photo through the package's own static and dynamic transforms), reference.json (versions,
 configuration, summary numbers, and the sizes the dynamic resize picks for a few photo sizes;
@@ -138,6 +139,22 @@ def run(model, x, out):
     return {k: {"shape": list(v.shape), "min": v.min().item(), "max": v.max().item()} for k, v in tensors.items()}
 
 
+def transition_fixture(out):
+    """The package's Transition (upstream's LR/HR blending marks the uncertain band with it) on
+    the saliency maps in outputs.pth, with the sizes and pairing of forward_inference:
+    transition2 (k=5) on d3, transition1 (k=9) on d2, transition0 (k=17) on d1."""
+    from transparent_background.modules.layers import Transition
+
+    saved = torch.load(out / "outputs.pth")
+    tensors = {}
+    for name, k, d in [("t2", 5, "d3"), ("t1", 9, "d2"), ("t0", 17, "d1")]:
+        t = Transition(k)
+        tensors[f"kernel{k}"] = t.kernel.contiguous()
+        tensors[name] = t(saved[d]).contiguous()
+    torch.save(tensors, out / "transition.pth")
+    return {k: {"shape": list(v.shape), "ones": int(v.sum().item())} for k, v in tensors.items()}
+
+
 def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -145,7 +162,13 @@ def sha256(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", metavar="DIR", help="write the full Swin-B check into DIR instead")
+    ap.add_argument(
+        "--transition-only", action="store_true", help="only (re)write transition.pth from outputs.pth"
+    )
     args = ap.parse_args()
+    if args.transition_only:
+        print(json.dumps(transition_fixture(pathlib.Path("tests/fixtures/inspyrenet"))))
+        return
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
     if args.full:
@@ -177,6 +200,7 @@ def main():
     }
     if not args.full:
         meta["dynamic_sizes"] = preprocess_fixture(out)
+        meta["transition"] = transition_fixture(out)
     (out / "reference.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps({k: v["shape"] for k, v in summary.items()}))
 

@@ -18,7 +18,11 @@ use burn::{
     tensor::{Device, Tensor, TensorData},
 };
 use gpu_server::model::inspyrenet::{
-    InSPyReNet, InSPyReNetConfig, SwinConfig, net::normalise, preprocess, weights,
+    InSPyReNet, InSPyReNetConfig, SwinConfig,
+    net::normalise,
+    preprocess,
+    transition::{Transition, ellipse},
+    weights,
 };
 
 const TOLERANCE: f32 = 1e-4;
@@ -164,6 +168,36 @@ fn every_stage_matches_the_fixture_on(device: &Device) {
 #[test]
 fn every_stage_matches_the_reference_on_the_cpu() {
     every_stage_matches_the_fixture_on(&Device::flex());
+}
+
+/// `Transition` on the reference's own saliency maps, paired as upstream's LR/HR blending pairs
+/// them: the same elements as OpenCV's, the same band, pixel for pixel.
+#[test]
+fn transition_marks_the_same_band_as_the_reference() {
+    let device = Device::flex();
+    let outputs = Reference::open(&fixture("outputs.pth"));
+    let reference = Reference::open(&fixture("transition.pth"));
+    for (name, k, map) in [("t2", 5, "d3"), ("t1", 9, "d2"), ("t0", 17, "d1")] {
+        let (kernel, shape) = reference.get(&format!("kernel{k}"));
+        assert_eq!(shape, [k, k]);
+        let kernel: Vec<bool> = kernel.iter().map(|&v| v != 0.0).collect();
+        assert_eq!(ellipse(k), kernel, "k = {k}");
+        let ours = values(Transition::new(k).forward(outputs.tensor(map, &device)));
+        let (theirs, shape) = reference.get(name);
+        assert_eq!(ours.1, shape, "{name}");
+        let ones = theirs.iter().filter(|&&v| v == 1.0).count();
+        assert!(
+            ones > 0 && ones < theirs.len(),
+            "{name}: a band, not all or nothing"
+        );
+        let differ = ours.0.iter().zip(&theirs).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            differ,
+            0,
+            "{name}: {differ} of {} pixels differ",
+            theirs.len()
+        );
+    }
 }
 
 /// The batch's maps are normalised image by image (Remover runs one image at a time).

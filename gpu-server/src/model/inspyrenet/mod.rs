@@ -20,6 +20,7 @@
 //! | `SelfAttention`                  | [`self_attention`]                     |
 //! | `Conv2d` (conv + BN + ReLU)      | [`conv`]                               |
 //! | `ImagePyramid`                   | [`pyramid`]                            |
+//! | `Transition` (LR/HR blending)    | [`transition`]                         |
 //! | `Remover`'s transforms           | [`preprocess`]                         |
 
 pub mod context;
@@ -33,6 +34,7 @@ pub mod self_attention;
 pub mod sica;
 pub mod swin;
 pub mod swin_block;
+pub mod transition;
 pub mod weights;
 pub mod window_attention;
 

@@ -2,7 +2,8 @@
 //! (stride 8) and three SICA stages that climb a Laplacian pyramid to full resolution.
 //!
 //! Only upstream's inference path with `threshold=None` (what `Remover` builds) is ported: one
-//! pass, no low/high-resolution blending, so `Transition` is not needed.
+//! pass, no low/high-resolution blending, so `Transition` ([`super::transition`], ported and
+//! tested against the reference) takes no part.
 
 use burn::{
     config::Config,
