@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
@@ -361,7 +361,10 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
     const resultId = removed.headers.get("x-result-id");
     const stored = readFileSync(join(results, "results", resultId));
     assert.ok(Buffer.from(cutout).equals(stored), "the stored result is the answered one");
-    const cards = readFileSync(join(results, "results", `${resultId}.cards`));
+    // Stored just after the answer.
+    const cardsPath = join(results, "results", `${resultId}.cards`);
+    for (let i = 0; i < 200 && !existsSync(cardsPath); i++) await new Promise((r) => setTimeout(r, 25));
+    const cards = readFileSync(cardsPath);
     assert.equal(cards.subarray(0, 8).toString(), "PCCARDS1");
     const bucket = await mf.getR2Bucket("BUCKET");
     // Copies that own their memory (Miniflare's proxy refuses a view into Node's buffer pool).

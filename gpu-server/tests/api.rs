@@ -643,6 +643,17 @@ async fn shares_a_processed_result_with_its_token_only() {
     .json();
     let id = r["result_id"].as_str().unwrap().to_owned();
     let token = r["share_token"].as_str().unwrap().to_owned();
+    // The card subjects are made and stored after the answer.
+    let cards_key = shared::api::keys::card_subjects(&id);
+    let mut cards = None;
+    for _ in 0..200 {
+        cards = state.cache.get(&cards_key).await.unwrap();
+        if cards.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let cards = cards.expect("the card subjects, stored beside the result");
 
     let ok = post(
         &router,
@@ -672,12 +683,6 @@ async fn shares_a_processed_result_with_its_token_only() {
         .await
         .unwrap()
         .expect("the stored result");
-    let cards = state
-        .cache
-        .get(&shared::api::keys::card_subjects(&id))
-        .await
-        .unwrap()
-        .expect("the stored card subjects");
     let subjects = shared::render::CardSubjects::from_bytes(&cards).unwrap();
     assert!(subjects.are_of(&result));
     let uploaded = post(
