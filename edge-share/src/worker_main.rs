@@ -233,6 +233,15 @@ async fn rate_limited(req: &Request, env: &Env) -> bool {
     }
 }
 
+/// The body's length as the client declares it (`content-length`).
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+}
+
 /// How much of a refused upload's body is read and dropped before answering (see [`drain`]).
 const DRAIN_LIMIT: usize = 32 << 20;
 
@@ -242,13 +251,7 @@ const DRAIN_LIMIT: usize = 32 << 20;
 /// a minute"). Bodies that declare more than the limit are not read.
 async fn drain(req: &mut Request) {
     use futures::StreamExt;
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+    if declared_length(req).is_some_and(|n| n > DRAIN_LIMIT) {
         return;
     }
     let Ok(mut body) = req.stream() else { return };
@@ -307,13 +310,7 @@ async fn admit(
         max_pixels: settings.max_pixels,
         ..Limits::default()
     };
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limits.max_bytes + (1 << 20)) {
+    if declared_length(req).is_some_and(|n| n > limits.max_bytes + (1 << 20)) {
         return Err(refuse(
             413,
             "file_too_large",
@@ -370,8 +367,8 @@ async fn share_admitted(
         )
     })?;
     let bucket = bucket(env)?;
-    // A stored result comes with its share-ready card subjects (when gpu-server stored them).
-    let (source, cards) = match (form.get("image"), text("result_id")) {
+    // The picture, and the stored result's id when it is one.
+    let (source, stored) = match (form.get("image"), text("result_id")) {
         (Some(FormEntry::File(file)), _) => {
             if file.size() > limits.max_bytes {
                 return Err(IntakeError::TooLarge {
@@ -404,11 +401,7 @@ async fn share_admitted(
                         "this result is not stored at the edge; upload the image instead",
                     )
                 })?;
-            // Optional: without them the cards are made from the result itself.
-            let cards = read_object(&bucket, &keys::card_subjects(&result_id))
-                .await
-                .unwrap_or(None);
-            (result, cards)
+            (result, Some(result_id))
         }
         (None, None) => {
             return Err(refuse(
@@ -432,6 +425,14 @@ async fn share_admitted(
         ));
     }
 
+    // A stored result comes with its share-ready card subjects (when gpu-server stored them);
+    // optional: without them the cards are made from the result itself.
+    let cards = match &stored {
+        Some(result_id) => read_object(&bucket, &keys::card_subjects(result_id))
+            .await
+            .unwrap_or(None),
+        None => None,
+    };
     let subjects = CardSubjects::usable(cards.as_deref(), &source, render);
     let used_subjects = if subjects.is_some() { "used" } else { "none" };
     drop(cards);

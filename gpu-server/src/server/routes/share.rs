@@ -68,8 +68,8 @@ pub async fn share_image(
     let form = read_form(multipart, state.limits.max_bytes).await?;
     let ShareFields { platform, title } = share_fields(form.text("platform"), form.text("title"))?;
 
-    // A stored result comes with its share-ready card subjects (when it has them).
-    let (source, cards): (Bytes, Option<Bytes>) = match (&form.image, form.text("result_id")) {
+    // The picture, and the stored result's id when it is one.
+    let (source, stored): (Bytes, Option<&str>) = match (&form.image, form.text("result_id")) {
         (Some(image), _) => (image.clone(), None),
         (None, Some(result_id)) => {
             if !is_valid_id(result_id) {
@@ -93,16 +93,7 @@ pub async fn share_image(
                         "this result is no longer stored; please upload the photo again",
                     )
                 })?;
-            // Optional: without them the cards are made from the result itself.
-            let cards = state
-                .cache
-                .get(&keys::card_subjects(result_id))
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot read the card subjects");
-                    None
-                });
-            (result, cards)
+            (result, Some(result_id))
         }
         (None, None) => {
             return Err(AppError::bad(
@@ -132,6 +123,19 @@ pub async fn share_image(
 
     let Ok(permit) = state.render_slots.clone().try_acquire_owned() else {
         return Err(AppError::busy());
+    };
+    // A stored result comes with its share-ready card subjects (when it has them); optional:
+    // without them the cards are made from the result itself.
+    let cards = match stored {
+        Some(result_id) => state
+            .cache
+            .get(&keys::card_subjects(result_id))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the card subjects");
+                None
+            }),
+        None => None,
     };
     let limits = state.limits;
     let render = state.render.clone();
