@@ -1004,3 +1004,47 @@ async fn photos_arriving_together_share_one_inference_batch() {
     assert_eq!(images, 4.0, "{metrics}");
     assert!(batches <= 2.0, "{batches} batches for 4 photos:\n{metrics}");
 }
+
+/// `PRECISION=f16`: the same service in half precision says so, keeps its results apart from
+/// f32 ones in the cache, and cuts the photo out within a grey level on average.
+#[tokio::test]
+async fn half_precision_is_reported_cached_apart_and_close() {
+    let img = photo();
+    let mut cut = Vec::new();
+    for extra in [&[][..], &["--precision", "f16"][..]] {
+        let (_, router) = setup(extra).await;
+        wait_ready(&router).await;
+        let v = get(&router, "/version").await.json();
+        let want = if extra.is_empty() { "f32" } else { "f16" };
+        assert_eq!(v["precision"], want);
+        let a = post(
+            &router,
+            "/api/v2/remove-background",
+            &[("image", Some("cat.png"), &img), ("type", None, b"mask")],
+            false,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        let mask = image::load_from_memory(&a.body).unwrap().to_luma8();
+        cut.push((a.header("x-result-id").to_owned(), mask));
+    }
+    let ((id32, m32), (id16, m16)) = (&cut[0], &cut[1]);
+    assert_ne!(id32, id16, "f16 results are cached under their own ids");
+    assert_eq!(m32.dimensions(), m16.dimensions());
+    let total: u64 = m32
+        .as_raw()
+        .iter()
+        .zip(m16.as_raw())
+        .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+        .sum();
+    let mean = total as f64 / m32.as_raw().len() as f64;
+    assert!(mean <= 2.0, "f16 mask off by {mean:.3} / 255 on average");
+    assert!(m16.as_raw().iter().any(|&v| v > 200) && m16.as_raw().iter().any(|&v| v < 50));
+
+    // Asked for on the CPU, ENABLE_GPU_OPTIMIZATIONS keeps f32 and says why.
+    let (_, router) = setup(&["--enable-gpu-optimizations"]).await;
+    let v = get(&router, "/version").await.json();
+    assert_eq!(v["precision"], "f32");
+    let notes = v["notes"].to_string();
+    assert!(notes.contains("ENABLE_GPU_OPTIMIZATIONS"), "{notes}");
+}

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use gpu_server::model::{
-    Backend, ModelKind, Segmenter,
+    Backend, ModelKind, Precision, Segmenter,
     assets::{ModelDir, default_model_dir},
     preprocess_u2netp,
 };
@@ -49,8 +49,12 @@ fn reference_map(name: &str) -> Vec<f32> {
         .collect()
 }
 
+/// Infinite when `a` has a NaN or an infinity (`f32::max` would skip a NaN).
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
+    if a.iter().any(|v| !v.is_finite()) {
+        return f32::INFINITY;
+    }
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
@@ -59,14 +63,39 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 
 /// The 320² map agrees with onnxruntime within 1e-3 max abs, on each photo, batched together.
 pub fn check_map_parity(backend: Backend, names: &[&str]) {
-    let seg = segmenter(backend);
+    check_map_parity_in(backend, Precision::F32, names, 1e-3);
+}
+
+fn check_map_parity_in(backend: Backend, precision: Precision, names: &[&str], bound: f32) {
+    let seg = segmenter(backend).with_precision(precision);
     let inputs: Vec<Vec<f32>> = names.iter().map(|n| preprocess_u2netp(&photo(n))).collect();
     let maps = seg.saliency(&inputs, 320);
     for (name, map) in names.iter().zip(&maps) {
-        let err = max_abs(map, &reference_map(name));
-        eprintln!("{name}: {backend:?} max abs vs onnxruntime = {err:.2e}");
-        assert!(err <= 1e-3, "{name}: max abs {err} > 1e-3");
+        let reference = reference_map(name);
+        let err = max_abs(map, &reference);
+        let mean = map
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum::<f64>()
+            / map.len() as f64;
+        eprintln!(
+            "{name}: {backend:?} {} max abs vs onnxruntime = {err:.2e}, mean {mean:.2e}",
+            precision.name()
+        );
+        assert!(err <= bound, "{name}: max abs {err} > {bound:e}");
     }
+}
+
+/// Half precision (`PRECISION=f16`) with the real weights on real photos, on Flex's f16
+/// kernels, against onnxruntime's f32. Measured: the map 7.8e-2..1.2e-1 max abs, the masks
+/// 0.47..1.04 / 255 mean abs (at most 30 / 255 on an edge pixel); against 1e-3 and 0.001 / 255
+/// in f32. That cost, for a 1.1M-parameter network, is why `ENABLE_GPU_OPTIMIZATIONS` keeps
+/// U²-Netp in f32 and halves only InSPyReNet.
+#[test]
+fn half_precision_map_stays_close_to_onnxruntime() {
+    check_map_parity_in(Backend::Cpu, Precision::F16, &PHOTOS, 0.2);
+    check_masks(Precision::F16, 2.0);
 }
 
 #[test]
@@ -76,7 +105,11 @@ fn map_matches_onnxruntime_on_cpu() {
 
 #[test]
 fn final_mask_matches_rembg() {
-    let seg = segmenter(Backend::Cpu);
+    check_masks(Precision::F32, 1.0);
+}
+
+fn check_masks(precision: Precision, bound: f64) {
+    let seg = segmenter(Backend::Cpu).with_precision(precision);
     for name in PHOTOS {
         let rgb = photo(name);
         let mask = seg.masks(&[&rgb]).pop().unwrap();
@@ -98,8 +131,11 @@ fn final_mask_matches_rembg() {
             .map(|(&a, &b)| a.abs_diff(b))
             .max()
             .unwrap();
-        eprintln!("{name}: mean abs {mean:.4} / 255, max {worst} / 255");
-        assert!(mean <= 1.0, "{name}: mean abs {mean}/255 > 1/255");
+        eprintln!(
+            "{name}: {} mean abs {mean:.4} / 255, max {worst} / 255",
+            precision.name()
+        );
+        assert!(mean <= bound, "{name}: mean abs {mean}/255 > {bound}/255");
     }
 }
 
@@ -108,4 +144,15 @@ fn final_mask_matches_rembg() {
 fn map_matches_onnxruntime_on_vulkan() {
     // Runs on a real GPU, or on Mesa's lavapipe in CI (about 20 s for one image there).
     check_map_parity(Backend::Vulkan, &PHOTOS[..1]);
+}
+
+/// f16 on wgpu runs (shaders with f16, the casts, no NaN), but less closely than on Flex:
+/// measured on lavapipe 4.6e-1 max abs and 1.6e-2 mean, against 1.1e-1 and 3.6e-3 on Flex.
+/// Burn's default convolution on cubecl without its `autotune` feature is cubek's direct
+/// kernel, which accumulates in the element type (f16 here); Flex and the implicit-GEMM kernels
+/// accumulate in f32 (see the `autotune` feature of gpu-server).
+#[cfg(feature = "wgpu")]
+#[test]
+fn half_precision_map_stays_close_to_onnxruntime_on_vulkan() {
+    check_map_parity_in(Backend::Vulkan, Precision::F16, &PHOTOS[..1], 0.6);
 }

@@ -9,7 +9,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::{
-    Backend, ModelKind, Segmenter,
+    Backend, ModelKind, Precision, Segmenter,
     assets::{ModelDir, default_model_dir},
     inspyrenet::Resize,
 };
@@ -63,6 +63,11 @@ pub struct ModelArgs {
     /// InSPyReNet's static input side. Default: the mode's base size (1024 base, 384 fast).
     #[arg(long, env = "TARGET_SIZE")]
     pub target_size: Option<u32>,
+    /// Float precision of inference: `f32`, or `f16` (half the weights' memory; meant for GPUs,
+    /// slow on the CPU). Default f32; `serve` runs InSPyReNet in f16 on a GPU backend when
+    /// ENABLE_GPU_OPTIMIZATIONS is set.
+    #[arg(long, env = "PRECISION", value_enum)]
+    pub precision: Option<Precision>,
 }
 
 impl ModelArgs {
@@ -74,12 +79,10 @@ impl ModelArgs {
     /// Load the chosen model on the chosen backend, sized as configured.
     pub fn segmenter(&self) -> anyhow::Result<Segmenter> {
         let resize = self.resize_for(self.model)?;
-        Ok(Segmenter::load_with(
-            self.model,
-            self.backend,
-            &self.dir(),
-            resize,
-        )?)
+        Ok(
+            Segmenter::load_with(self.model, self.backend, &self.dir(), resize)?
+                .with_precision(self.precision.unwrap_or_default()),
+        )
     }
 
     /// How `kind` sizes photos, from INSPIRENET_RESIZE and TARGET_SIZE, checked.

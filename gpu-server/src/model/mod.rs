@@ -4,7 +4,9 @@ pub mod assets;
 pub mod cpu;
 pub mod inspyrenet;
 pub mod onnx;
+mod precision;
 mod segmenter;
 pub mod u2netp;
 
+pub use precision::{Precision, softmax};
 pub use segmenter::{Backend, ModelKind, Segmenter, postprocess_u2netp, preprocess_u2netp};

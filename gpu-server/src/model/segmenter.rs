@@ -13,6 +13,7 @@ use shared::resize::{self, Filter};
 use super::{
     assets::{AssetError, ModelDir},
     inspyrenet::{self, InSPyReNet, Mode, Resize},
+    precision::Precision,
     u2netp::U2Netp,
 };
 
@@ -162,6 +163,7 @@ pub struct Segmenter {
     net: Net,
     /// How InSPyReNet sizes photos (unused by U²-Netp).
     resize: Resize,
+    precision: Precision,
 }
 
 impl Segmenter {
@@ -190,7 +192,25 @@ impl Segmenter {
             device,
             net,
             resize,
+            precision: Precision::F32,
         })
+    }
+
+    /// The same model computing in `precision` (its parameters cast once, here).
+    pub fn with_precision(self, precision: Precision) -> Self {
+        let net = match self.net {
+            Net::U2netp(net) => Net::U2netp(Box::new(precision.cast(*net))),
+            Net::Inspyrenet(net) => Net::Inspyrenet(Box::new(net.with_precision(precision))),
+        };
+        Segmenter {
+            net,
+            precision,
+            ..self
+        }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn resize(&self) -> Resize {
@@ -218,7 +238,8 @@ impl Segmenter {
         let (w, h) = (w as usize, h as usize);
         let batch = inputs.len();
         let flat: Vec<f32> = inputs.iter().flat_map(|v| v.iter().copied()).collect();
-        let x = Tensor::<4>::from_data(TensorData::new(flat, [batch, 3, h, w]), &self.device);
+        let x = Tensor::<4>::from_data(TensorData::new(flat, [batch, 3, h, w]), &self.device)
+            .cast(self.precision.dtype());
         let y = match &self.net {
             Net::U2netp(net) => net.forward(x),     // [B, 1, h, w]
             Net::Inspyrenet(net) => net.forward(x), // [B, 1, h, w], each in [0, 1]
@@ -227,7 +248,7 @@ impl Segmenter {
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .expect("the network outputs float32");
+            .expect("converted to f32");
         data.chunks_exact(w * h).map(<[f32]>::to_vec).collect()
     }
 

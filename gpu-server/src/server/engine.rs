@@ -17,7 +17,9 @@ use std::{
 use image::{GrayImage, RgbImage};
 use tokio::sync::{oneshot, watch};
 
-use crate::model::{Backend, ModelKind, Segmenter, assets::ModelDir, inspyrenet::Resize};
+use crate::model::{
+    Backend, ModelKind, Precision, Segmenter, assets::ModelDir, inspyrenet::Resize,
+};
 
 /// The model's state as the HTTP layer sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +68,8 @@ pub struct Engine {
     depth: Arc<AtomicUsize>,
     kind: ModelKind,
     backend: Backend,
+    resize: Resize,
+    precision: Precision,
     batch_size: usize,
 }
 
@@ -85,6 +89,7 @@ pub struct ServedModel {
     pub backend: Backend,
     pub models: ModelDir,
     pub resize: Resize,
+    pub precision: Precision,
 }
 
 impl Engine {
@@ -95,6 +100,7 @@ impl Engine {
             backend,
             models,
             resize,
+            precision,
         }: ServedModel,
         queue: usize,
         batch_size: usize,
@@ -111,6 +117,7 @@ impl Engine {
                 let t0 = Instant::now();
                 let loaded = std::panic::catch_unwind(|| {
                     Segmenter::load_with(kind, backend, &models, resize)
+                        .map(|s| s.with_precision(precision))
                 });
                 let segmenter = match loaded {
                     Ok(Ok(s)) => s,
@@ -128,7 +135,7 @@ impl Engine {
                     }
                 };
                 let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-                tracing::info!(model = %kind, ?backend, load_ms, "model loaded");
+                tracing::info!(model = %kind, ?backend, precision = precision.name(), load_ms, "model loaded");
                 status_tx.send_replace(ModelStatus::Ready {
                     load_ms,
                     device: format!("{backend:?}").to_lowercase(),
@@ -149,8 +156,32 @@ impl Engine {
             depth,
             kind,
             backend,
+            resize,
+            precision,
             batch_size,
         }
+    }
+
+    /// The settings besides the model that change a mask, as a cache-key suffix: empty for the
+    /// model's defaults (static resize at its base size, f32), so those keys stay as they were.
+    pub fn variant(&self) -> String {
+        let mut v = String::new();
+        if self.kind != ModelKind::U2netp {
+            match self.resize {
+                Resize::Static { side } if side == self.kind.input_size() => {}
+                Resize::Static { side } => v.push_str(&format!("|static{side}")),
+                Resize::Dynamic => v.push_str("|dynamic"),
+            }
+        }
+        if self.precision != Precision::F32 {
+            v.push('|');
+            v.push_str(self.precision.name());
+        }
+        v
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn status(&self) -> ModelStatus {

@@ -54,19 +54,21 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     };
     let queue = args.queue_size.max(1);
     let (kind, note) = args.served_model()?;
+    let (precision, precision_note) = args.precision(kind);
     let engine = Engine::start(
         engine::ServedModel {
             kind,
             backend: args.model.backend,
             models: args.model.dir(),
             resize: args.model.resize_for(kind)?,
+            precision,
         },
         queue + batch_size,
         batch_size,
         std::time::Duration::from_millis(args.batch_wait_ms),
         observe,
     );
-    let notes = note.into_iter().collect::<Vec<_>>();
+    let notes = note.into_iter().chain(precision_note).collect::<Vec<_>>();
     for note in &notes {
         tracing::warn!("{note}");
     }

@@ -70,8 +70,13 @@ impl ConvBn {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // [B, in, H, W] -> [B, out, H, W]
         let x = self.conv.forward(x);
+        // BatchNorm computes in its parameters' dtype (f32 also in half precision, see
+        // `InSPyReNet::with_precision`), and hands back the input's.
         let x = match &self.bn {
-            Some(bn) => bn.forward(x),
+            Some(bn) => {
+                let dtype = x.dtype();
+                bn.forward(x.cast(bn.gamma.val().dtype())).cast(dtype)
+            }
             None => x,
         };
         if self.relu { relu(x) } else { x }

@@ -8,10 +8,11 @@
 use burn::{
     config::Config,
     module::Module,
-    tensor::{Device, Tensor, activation::sigmoid},
+    tensor::{Device, FloatDType, Tensor, activation::sigmoid},
 };
 
 use super::{
+    super::Precision,
     bilinear,
     context::PaaE,
     decoder::PaaD,
@@ -130,13 +131,24 @@ impl InSPyReNet {
         }
     }
 
+    /// This network computing in `precision`. In f16, three things stay f32:
+    /// - BatchNorm (parameters and arithmetic): a running variance above 65504 is infinite in
+    ///   f16, and SICA's context projections see sums over the whole stage, whose variances
+    ///   grow with the number of pixels;
+    /// - SICA's context (the pooling over up to 1024² positions, and its key/value projections):
+    ///   a sum over a million positions leaves f16's range;
+    /// - the final sigmoid and min-max ([`Self::forward`]).
+    pub fn with_precision(self, precision: Precision) -> Self {
+        precision.cast_keeping(self, &["bn", "conv_key", "conv_value"])
+    }
+
     /// `forward_inference` with `threshold=None`: `sigmoid(d0)` min-max normalised to [0, 1].
     ///
     /// Upstream normalises over the whole batch tensor; `Remover` always runs one image, so
     /// normalising each image on its own is what it computes, and a photo's mask does not
-    /// depend on which photos share its batch.
+    /// depend on which photos share its batch. Computed in f32 whatever the network's precision.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        normalise(sigmoid(self.stages(x).d0))
+        normalise(sigmoid(self.stages(x).d0.cast(FloatDType::F32)))
     }
 }
 

@@ -55,6 +55,7 @@ impl ImagePyramid {
 
     /// [B, 1, H, W] -> [B, 1, 2H, 2W].
     pub fn expand(&self, x: Tensor<4>) -> Tensor<4> {
+        let kernel = self.kernel4.clone().cast(x.dtype());
         let [b, c, h, w] = x.dims();
         // pixel_shuffle(cat([x, 0, 0, 0])): x lands on even rows and columns, zeros elsewhere.
         let x = x.reshape([b, c, h, 1, w, 1]);
@@ -63,12 +64,7 @@ impl ImagePyramid {
         let x = x.reshape([b, c, 2 * h, 2 * w]);
         let p = KSIZE / 2;
         let x = x.pad((p, p, p, p), PadMode::Reflect);
-        conv2d(
-            x,
-            self.kernel4.clone(),
-            None,
-            ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
-        )
+        conv2d(x, kernel, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
     }
 
     /// `expand(x) + bilinear(laplacian, align_corners=True)`.

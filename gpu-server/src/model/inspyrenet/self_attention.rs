@@ -7,10 +7,11 @@
 
 use burn::{
     module::{Module, Param},
-    tensor::{Device, Tensor, activation::softmax},
+    tensor::{Device, Tensor},
 };
 
 use super::conv::{ConvBn, ConvBnConfig};
+use crate::model::softmax;
 
 /// Which spatial axis attends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,9 +113,16 @@ impl Sica {
         let prob = Tensor::cat(prob, 1); // [B, ctx, H, W]
 
         // Context vectors pooled at the stage size.
+        // Computed in the key projection's dtype: f32 also in half precision, where a sum over
+        // the whole stage (up to 1024² positions) would leave f16's range.
+        let wide = self.conv_key[0].conv.weight.val().dtype();
         let [sh, sw] = self.stage_size;
-        let f = bilinear(x.clone(), [sh, sw], false).reshape([b, sh * sw, c]);
-        let prob = bilinear(prob, [sh, sw], false).reshape([b, ctx, sh * sw]);
+        let f = bilinear(x.clone(), [sh, sw], false)
+            .reshape([b, sh * sw, c])
+            .cast(wide);
+        let prob = bilinear(prob, [sh, sw], false)
+            .reshape([b, ctx, sh * sw])
+            .cast(wide);
         // [B, ctx, C] -> [B, C, ctx, 1]
         let context = prob.matmul(f).swap_dims(1, 2).unsqueeze_dim::<4>(3);
 
@@ -126,11 +133,14 @@ impl Sica {
             .reshape([b, d, h * w])
             .swap_dims(1, 2);
         // [B, depth, ctx]
-        let key = seq(&self.conv_key, context.clone()).reshape([b, d, ctx]);
+        let key = seq(&self.conv_key, context.clone())
+            .reshape([b, d, ctx])
+            .cast(x.dtype());
         // [B, ctx, depth]
         let value = seq(&self.conv_value, context)
             .reshape([b, d, ctx])
-            .swap_dims(1, 2);
+            .swap_dims(1, 2)
+            .cast(x.dtype());
 
         // [B, HW, ctx]
         let sim = softmax(query.matmul(key) * (d as f64).powf(-0.5), 2);

@@ -111,7 +111,7 @@ impl BasicLayer {
 
     /// [B, H·W, C] -> (stage output [B, H·W, C], next input [B, ⌈H/2⌉·⌈W/2⌉, 2C]).
     pub fn forward(&self, x: Tensor<3>, h: usize, w: usize) -> (Tensor<3>, Tensor<3>) {
-        let mask = self.attention_mask(h, w, &x.device());
+        let mask = self.attention_mask(h, w, &x.device()).cast(x.dtype());
         let x = self
             .blocks
             .iter()

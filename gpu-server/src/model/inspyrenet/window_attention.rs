@@ -4,8 +4,10 @@
 use burn::{
     module::{Module, Param},
     nn::{Linear, LinearConfig},
-    tensor::{Device, Int, Tensor, TensorData, activation::softmax},
+    tensor::{Device, Int, Tensor, TensorData},
 };
+
+use crate::model::softmax;
 
 /// Upstream's `relative_position_index` buffer, `[ws², ws²]` flattened: for tokens `i` and `j`
 /// of a window, the row of the bias table for their offset.

@@ -153,6 +153,8 @@ pub struct Version {
     pub model: String,
     pub backend: String,
     pub device: Option<String>,
+    /// `f32` or `f16`.
+    pub precision: String,
     pub batch_size: usize,
     /// Cloud Run's revision, when running there.
     pub revision: Option<String>,
@@ -177,6 +179,7 @@ pub async fn version(State(state): State<AppState>) -> Json<Version> {
         model: state.engine.kind().to_string(),
         backend: format!("{:?}", state.engine.backend()).to_lowercase(),
         device,
+        precision: state.engine.precision().name().to_owned(),
         batch_size: state.engine.batch_size(),
         revision: std::env::var("K_REVISION").ok(),
         uptime_s: (state.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,

@@ -125,10 +125,11 @@ impl Options {
         })
     }
 
-    /// Every part of the options that changes the output bytes, for the cache key.
-    fn key(&self) -> String {
+    /// Every part of the options that changes the output bytes, for the cache key, with the
+    /// engine's `variant` (resize and precision when not the model's defaults).
+    fn key(&self, variant: &str) -> String {
         format!(
-            "v1|{}|{}|{:?}|{}|{}",
+            "v1|{}{variant}|{}|{:?}|{}|{}",
             self.model, self.output, self.mask.threshold, self.mask.reverse, self.format
         )
     }
@@ -188,7 +189,7 @@ pub async fn remove_background(
         .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?;
     // Cheap checks first: magic bytes, size, header dimensions.
     intake::inspect(&bytes, &state.limits)?;
-    let id = content_id(&[&bytes, options.key().as_bytes()]);
+    let id = content_id(&[&bytes, options.key(&state.engine.variant()).as_bytes()]);
     let json = wants_json(&headers);
     let key = keys::result(&id);
 
