@@ -29,3 +29,13 @@ ensure_venv() {
   fi
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"
 }
+
+# The reference code of InSPyReNet (transparent-background==1.3.4) and torch, pinned, in a venv
+# under .cache (~6 GB: torch's CUDA libraries come with it); prints the venv's path.
+inspyrenet_venv() {
+  local venv=.cache/refvenv-inspyrenet
+  ensure_venv "$venv" transparent-background==1.3.4 torch==2.15.0 torchvision==0.29.2 \
+    timm==1.0.31 kornia==0.9.0 numpy==2.4.6 pillow==13.0.0 opencv-python==5.0.0.93 \
+    albumentations==2.0.8 scikit-image==0.26.0 >&2
+  echo "$venv"
+}

@@ -91,6 +91,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             serde_json::json!({
                 "model": seg.kind(),
                 "backend": seg.backend(),
+                "precision": seg.precision(),
                 "photo": photo,
                 "png_bytes": png_bytes,
                 "median_ms": median,
@@ -122,6 +123,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         serde_json::json!({
             "model": seg.kind(),
             "backend": seg.backend(),
+            "precision": seg.precision(),
             "batch": batch.len(),
             "load_ms": load_ms,
             "median_ms_per_image": per(median),
