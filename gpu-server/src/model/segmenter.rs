@@ -198,6 +198,9 @@ impl Segmenter {
 
     /// The same model computing in `precision` (its parameters cast once, here).
     pub fn with_precision(self, precision: Precision) -> Self {
+        if precision == self.precision {
+            return self;
+        }
         let net = match self.net {
             Net::U2netp(net) => Net::U2netp(Box::new(precision.cast(*net))),
             Net::Inspyrenet(net) => Net::Inspyrenet(Box::new(net.with_precision(precision))),

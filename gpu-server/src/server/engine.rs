@@ -68,8 +68,9 @@ pub struct Engine {
     depth: Arc<AtomicUsize>,
     kind: ModelKind,
     backend: Backend,
-    resize: Resize,
     precision: Precision,
+    /// See [`Engine::variant`]; fixed for the process, so made once.
+    variant: String,
     batch_size: usize,
 }
 
@@ -90,6 +91,23 @@ pub struct ServedModel {
     pub models: ModelDir,
     pub resize: Resize,
     pub precision: Precision,
+}
+
+/// [`Engine::variant`] of a served model.
+fn variant(kind: ModelKind, resize: Resize, precision: Precision) -> String {
+    let mut v = String::new();
+    if kind != ModelKind::U2netp {
+        match resize {
+            Resize::Static { side } if side == kind.input_size() => {}
+            Resize::Static { side } => v.push_str(&format!("|static{side}")),
+            Resize::Dynamic => v.push_str("|dynamic"),
+        }
+    }
+    if precision != Precision::F32 {
+        v.push('|');
+        v.push_str(precision.name());
+    }
+    v
 }
 
 impl Engine {
@@ -156,28 +174,16 @@ impl Engine {
             depth,
             kind,
             backend,
-            resize,
             precision,
+            variant: variant(kind, resize, precision),
             batch_size,
         }
     }
 
     /// The settings besides the model that change a mask, as a cache-key suffix: empty for the
     /// model's defaults (static resize at its base size, f32), so those keys stay as they were.
-    pub fn variant(&self) -> String {
-        let mut v = String::new();
-        if self.kind != ModelKind::U2netp {
-            match self.resize {
-                Resize::Static { side } if side == self.kind.input_size() => {}
-                Resize::Static { side } => v.push_str(&format!("|static{side}")),
-                Resize::Dynamic => v.push_str("|dynamic"),
-            }
-        }
-        if self.precision != Precision::F32 {
-            v.push('|');
-            v.push_str(self.precision.name());
-        }
-        v
+    pub fn variant(&self) -> &str {
+        &self.variant
     }
 
     pub fn precision(&self) -> Precision {

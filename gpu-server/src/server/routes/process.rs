@@ -189,7 +189,7 @@ pub async fn remove_background(
         .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?;
     // Cheap checks first: magic bytes, size, header dimensions.
     intake::inspect(&bytes, &state.limits)?;
-    let id = content_id(&[&bytes, options.key(&state.engine.variant()).as_bytes()]);
+    let id = content_id(&[&bytes, options.key(state.engine.variant()).as_bytes()]);
     let json = wants_json(&headers);
     let key = keys::result(&id);
 
