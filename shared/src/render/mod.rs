@@ -1,0 +1,343 @@
+//! Share rendering: watermark a picture and lay it out as the images social networks show.
+//!
+//! One renderer for both shells: the GPU service calls it natively and the edge Worker in WASM,
+//! so the same input gives the same bytes. Resizing uses `fast_image_resize` (far faster than
+//! `image`'s own in WASM) and JPEG output [`crate::jpeg`]. A card of a cut-out is its
+//! background and watermark, the same for every share with the same settings, plus the pet in
+//! the middle: the empty card's JPEG blocks are computed once per settings and card size
+//! ([`card_base`]), and per share only the macro blocks under the pet are composed and
+//! transformed (those where it is wholly transparent are copied), with the same bytes as doing
+//! the whole card. [`CardSubjects`] go one step further for stored results: the pet already
+//! fitted to each card, so a card needs no decoding and no resizing. Nothing here allocates more
+//! than a few canvases of the output sizes beyond the decoded source.
+//!
+//! [`card_base`]: card_cache::card_base
+
+mod card_cache;
+mod options;
+mod pipeline;
+mod raster;
+mod subjects;
+#[cfg(test)]
+mod test_support;
+
+use image::{DynamicImage, RgbImage};
+
+use crate::{
+    api::StoredImage,
+    encode::{OutputFormat, encode},
+};
+use pipeline::Prepared;
+use raster::{background, over, resize_rgba, stamp};
+
+pub use options::{
+    Background, DEFAULT_LOGO_PNG, Gravity, Offset, RenderOptions, Watermark, default_logo,
+};
+pub use subjects::CardSubjects;
+
+/// Changes whenever the rendering changes, so share ids (content hashes) change with it.
+pub const RENDER_VERSION: &str = "render/v2";
+
+/// The share image sizes.
+pub const OG_SIZE: (u32, u32) = (1200, 630);
+pub const PINTEREST_SIZE: (u32, u32) = (1000, 1500);
+pub const SQUARE_SIZE: (u32, u32) = (1080, 1080);
+
+/// The card sizes, in the order [`CardSubjects`] keeps them.
+pub const CARD_SIZES: [(u32, u32); 3] = [OG_SIZE, PINTEREST_SIZE, SQUARE_SIZE];
+
+/// One encoded share image.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub content_type: &'static str,
+}
+
+impl Encoded {
+    pub fn stored(&self) -> StoredImage {
+        StoredImage {
+            width: self.width,
+            height: self.height,
+            content_type: self.content_type.to_owned(),
+            bytes: self.bytes.len() as u64,
+        }
+    }
+}
+
+/// Every image of a share.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The whole picture, watermarked, PNG.
+    pub image: Encoded,
+    /// 1200×630 JPEG.
+    pub og: Encoded,
+    /// 1000×1500 JPEG.
+    pub pinterest: Encoded,
+    /// 1080×1080 JPEG.
+    pub square: Encoded,
+}
+
+/// One `size` card (one of [`CARD_SIZES`]) from share-ready subjects: what the Worker does for
+/// a stored result, with the same bytes as [`render_share`] on the picture.
+pub fn render_card(
+    subjects: &CardSubjects,
+    size: (u32, u32),
+    opts: &RenderOptions,
+) -> Result<Encoded, String> {
+    if !CardSubjects::suffice_for(opts) {
+        return Err("a blurred background needs the whole picture".into());
+    }
+    Prepared::from_subjects(subjects, opts).card(size)
+}
+
+/// Only the 1200×630 Open Graph card (what a crawler asks for first; the benchmark's unit).
+pub fn render_og(source: &DynamicImage, opts: &RenderOptions) -> Result<Encoded, String> {
+    Prepared::new(source, opts).card(OG_SIZE)
+}
+
+/// Render every share image of `source` (a cut-out with alpha or an opaque photo).
+pub fn render_share(source: &DynamicImage, opts: &RenderOptions) -> Result<Rendered, String> {
+    render_share_with(source, None, opts)
+}
+
+/// [`render_share`], taking the cards' subjects from `subjects` where it has them (the same
+/// bytes: they are what [`CardSubjects::new`] made of the same picture).
+pub fn render_share_with(
+    source: &DynamicImage,
+    subjects: Option<&CardSubjects>,
+    opts: &RenderOptions,
+) -> Result<Rendered, String> {
+    let mut p = Prepared::new(source, opts);
+    p.fitted = subjects.filter(|s| s.source == p.size && p.transparent);
+    let og = p.card(OG_SIZE)?;
+    let pinterest = p.card(PINTEREST_SIZE)?;
+    let square = p.card(SQUARE_SIZE)?;
+    let Prepared {
+        rgba,
+        transparent,
+        colours,
+        text,
+        mut resizer,
+        ..
+    } = p;
+    let rgba = rgba.ok_or("no picture to render")?;
+    let logo = opts.watermark.logo.as_ref();
+
+    let (iw, ih) = fit(
+        rgba.width(),
+        rgba.height(),
+        opts.image_max_side,
+        opts.image_max_side,
+    );
+    let (iw, ih) = if iw >= rgba.width() {
+        (rgba.width(), rgba.height())
+    } else {
+        (iw, ih)
+    };
+    let mut full = if transparent {
+        background(
+            &mut resizer,
+            colours.as_ref(),
+            (iw, ih),
+            (0, 0, iw, ih),
+            true,
+            opts.background,
+        )?
+    } else {
+        RgbImage::new(iw, ih)
+    };
+    let subject = if (iw, ih) == rgba.dimensions() {
+        std::borrow::Cow::Borrowed(&*rgba)
+    } else {
+        std::borrow::Cow::Owned(resize_rgba(&mut resizer, &rgba, iw, ih)?)
+    };
+    over(&mut full, &subject, 0, 0, 1.0);
+    stamp(
+        &mut resizer,
+        &mut full,
+        &opts.watermark,
+        logo,
+        text.as_ref(),
+    )?;
+    let image = Encoded {
+        bytes: encode(&DynamicImage::ImageRgb8(full), OutputFormat::Png)?,
+        width: iw,
+        height: ih,
+        content_type: "image/png",
+    };
+    Ok(Rendered {
+        image,
+        og,
+        pinterest,
+        square,
+    })
+}
+
+/// The largest size with the source's aspect ratio inside `max_w`×`max_h` (at least 1×1).
+pub fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
+    let scale = (f64::from(max_w) / f64::from(w)).min(f64::from(max_h) / f64::from(h));
+    let fw = (f64::from(w) * scale).round().clamp(1.0, f64::from(max_w)) as u32;
+    let fh = (f64::from(h) * scale).round().clamp(1.0, f64::from(max_h)) as u32;
+    (fw, fh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{cutout, decode};
+    use super::*;
+
+    #[test]
+    fn renders_every_size_as_the_right_format() {
+        let r = render_share(&cutout(400, 300), &RenderOptions::default()).unwrap();
+        for (e, size) in [
+            (&r.og, OG_SIZE),
+            (&r.pinterest, PINTEREST_SIZE),
+            (&r.square, SQUARE_SIZE),
+        ] {
+            assert_eq!((e.width, e.height), size);
+            assert!(e.bytes.starts_with(&[0xFF, 0xD8, 0xFF]), "JPEG");
+            assert_eq!(decode(e).dimensions(), size);
+        }
+        assert!(r.image.bytes.starts_with(b"\x89PNG"));
+        assert_eq!(
+            (r.image.width, r.image.height),
+            (400, 300),
+            "small pictures keep their size"
+        );
+    }
+
+    #[test]
+    fn the_og_card_alone_is_the_same_bytes_as_in_the_full_share() {
+        let src = cutout(500, 380);
+        let opts = RenderOptions::default();
+        assert_eq!(
+            render_og(&src, &opts).unwrap().bytes,
+            render_share(&src, &opts).unwrap().og.bytes
+        );
+    }
+
+    #[test]
+    fn large_pictures_are_capped_and_rendering_is_deterministic() {
+        let big = cutout(3000, 2000);
+        let opts = RenderOptions::default();
+        let a = render_share(&big, &opts).unwrap();
+        assert_eq!((a.image.width, a.image.height), (1600, 1067));
+        let b = render_share(&big, &opts).unwrap();
+        assert_eq!(a.og.bytes, b.og.bytes);
+        assert_eq!(a.image.bytes, b.image.bytes);
+    }
+}
+
+/// Today's ids, pinned: share ids hash the render fingerprint, and stored shares are found by
+/// their ids, so a change here orphans every stored share. Change them only with
+/// [`RENDER_VERSION`], on purpose.
+#[cfg(test)]
+mod pinned {
+    use image::RgbaImage;
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    fn cutout() -> DynamicImage {
+        DynamicImage::ImageRgba8(RgbaImage::from_fn(300, 200, |x, y| {
+            let inside = (x as i32 - 150).pow(2) + (y as i32 - 100).pow(2) < 80 * 80;
+            image::Rgba([
+                (x % 256) as u8,
+                (y % 256) as u8,
+                120,
+                if inside { 255 } else { 0 },
+            ])
+        }))
+    }
+
+    #[test]
+    fn fingerprints_ids_and_card_bytes_are_unchanged() {
+        let logo = "Some(\"50eed400694ee799971f70a5b84f558c\")";
+        assert_eq!(
+            RenderOptions::default().fingerprint(),
+            format!(
+                "render/v2|{logo}|None|SouthEast|Fraction(0.03)|0.85|0.14|Gradient([250, 246, 240], [226, 232, 240])|85|1600"
+            )
+        );
+        let custom = RenderOptions::from_vars(
+            |k| match k {
+                "WATERMARK_TEXT" => Some("Paws & \"Co\"".into()),
+                "WATERMARK_GRAVITY" => Some("tile".into()),
+                "WATERMARK_OFFSET" => Some("24px".into()),
+                "SHARE_BACKGROUND" => Some("#102030".into()),
+                _ => None,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            custom.fingerprint(),
+            format!(
+                "render/v2|{logo}|Some(\"Paws & \\\"Co\\\"\")|Tile|Pixels(24)|0.85|0.14|Color([16, 32, 48])|85|1600"
+            )
+        );
+        let blur =
+            RenderOptions::from_vars(|k| (k == "SHARE_BACKGROUND").then(|| "blur".into()), None)
+                .unwrap();
+        assert!(
+            blur.fingerprint()
+                .contains("|Fraction(0.03)|0.85|0.14|Blur|85|1600")
+        );
+        let no_logo = RenderOptions {
+            watermark: Watermark {
+                logo: None,
+                ..Watermark::default()
+            },
+            ..RenderOptions::default()
+        };
+        assert!(
+            no_logo
+                .fingerprint()
+                .starts_with("render/v2|None|None|SouthEast|")
+        );
+        let names = [
+            (Gravity::NorthWest, "NorthWest"),
+            (Gravity::North, "North"),
+            (Gravity::NorthEast, "NorthEast"),
+            (Gravity::West, "West"),
+            (Gravity::Center, "Center"),
+            (Gravity::East, "East"),
+            (Gravity::SouthWest, "SouthWest"),
+            (Gravity::South, "South"),
+            (Gravity::SouthEast, "SouthEast"),
+            (Gravity::Tile, "Tile"),
+        ];
+        for (g, name) in names {
+            assert_eq!(g.id_name(), name);
+        }
+
+        let default = RenderOptions::default().fingerprint();
+        let from_table = RenderOptions::from_vars(|_| None, None)
+            .unwrap()
+            .fingerprint();
+        assert_eq!(
+            from_table, default,
+            "the settings table's defaults are the renderer's"
+        );
+        assert_eq!(
+            crate::publish::share_id(b"picture", "Rex", &default),
+            "9db57e05346ee59341d8f4cd15a730e4"
+        );
+        let rendered = render_share(&cutout(), &RenderOptions::default()).unwrap();
+        let digest = |b: &[u8]| crate::ids::hex(&Sha256::digest(b));
+        assert_eq!(
+            digest(&rendered.og.bytes),
+            "b28205c1b1be0d60a42ad864c1f4f970ea30d0862114bc55ae4a31488a1c2061"
+        );
+        assert_eq!(
+            digest(&rendered.pinterest.bytes),
+            "59b5e51694ca2962fc2667aef75a17e8d13ad7cf613948e5a27a0e60757c104c"
+        );
+        assert_eq!(
+            digest(&rendered.image.bytes),
+            "23130ad42c55c142ea99668563e0f065ee49ba93181bb94482ee9feb523b7456"
+        );
+    }
+}
