@@ -19,7 +19,7 @@ Configurations:
          shifted-window masks, the SICA reshape quirk and H/W order all show).
   full   `--full DIR`: the real `InSPyReNet_SwinB(depth=64, base_size=[1024, 1024])`, random
          weights, one 1024x1024 input: the documented full-size check (~430 MB, not committed):
-         INSPYRENET_FULL_FIXTURE=DIR cargo test -p gpu-server --release --test inspyrenet_parity -- --ignored
+         INSPYRENET_FULL_FIXTURE=DIR cargo test -p gpu-server --release --test it inspyrenet_parity -- --ignored
 
 Random weights: PyTorch's initialisers leave SelfAttention's `gamma` at 0 and BatchNorm at the
 identity, which would hide whole branches from the comparison; every such tensor is redrawn so

@@ -13,7 +13,7 @@ It writes, per photo, into tests/fixtures/u2netp/:
   <name>.mask.png     rembg's final 8-bit mask at the photo's size (remove(..., only_mask=True))
   reference.json      versions, checksums and summary numbers
 
-The Rust tests (gpu-server/tests/u2netp_parity.rs) compare Burn against these files.
+The Rust tests (gpu-server/tests/it/u2netp_parity.rs) compare Burn against these files.
 """
 
 import hashlib

@@ -5,6 +5,9 @@ use std::{
     process::{Command, Output},
 };
 
+/// The share-token secret every test server is started with.
+pub const SHARE_TOKEN_SECRET: &str = "end-to-end-test-secret-0123";
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -100,7 +103,7 @@ impl Server {
                 "--customer-storage-bucket",
                 &dir.join("shares").display().to_string(),
             ])
-            .args(["--share-token-secret", "end-to-end-test-secret-0123"])
+            .args(["--share-token-secret", SHARE_TOKEN_SECRET])
             .args(args)
             .env("LOG_FORMAT", "json")
             .envs(env.iter().copied())

@@ -5,6 +5,10 @@
 import { WorkerEntrypoint } from "cloudflare:workers";
 import * as edge from "./index.js";
 
+// The generic 500's body comes from Rust (`shared::refusal`), read once while the instance is
+// sound: after a trap, no Rust can run until the reset.
+const INTERNAL_BODY = edge.internal_error_body();
+
 export default class EdgeShare extends WorkerEntrypoint {
   async fetch(request) {
     try {
@@ -12,8 +16,7 @@ export default class EdgeShare extends WorkerEntrypoint {
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) edge.__wbg_reset_state();
       console.error("edge-share failed:", e);
-      const body = { error: { code: "internal", message: "something went wrong on our side; please try again" } };
-      return new Response(JSON.stringify(body), { status: 500, headers: { "content-type": "application/json" } });
+      return new Response(INTERNAL_BODY, { status: 500, headers: { "content-type": "application/json", "cache-control": "no-store" } });
     }
   }
 }

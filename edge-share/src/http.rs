@@ -1,6 +1,6 @@
 //! Target-agnostic HTTP rules of the Worker: settings, byte ranges, CORS, cache headers.
 
-use shared::api::ErrorBody;
+use shared::{intake::Limits, settings as s};
 
 /// Immutable, content-addressed objects: a year, never revalidated.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -21,29 +21,37 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From a lookup of vars (missing ones take their defaults).
+    /// From a lookup of vars; missing or blank ones take the defaults of `shared::settings`
+    /// (unparsable numbers too: a Worker answers with its defaults rather than not at all).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
-        let num = |name: &str, default: u64| {
-            var(name)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(default)
-        };
         Settings {
-            public_base_url: var("PUBLIC_BASE_URL")
-                .unwrap_or_default()
-                .trim()
+            public_base_url: s::PUBLIC_BASE_URL
+                .read(&var)
                 .trim_end_matches('/')
                 .to_owned(),
-            site_name: var("SITE_NAME").unwrap_or_else(|| "Pet Cutout".to_owned()),
-            shop_url: var("SHOP_URL").unwrap_or_else(|| "/".to_owned()),
-            cors_origins: var("CORS_ALLOWED_ORIGINS")
-                .unwrap_or_default()
+            site_name: s::SITE_NAME.read(&var),
+            shop_url: s::SHOP_URL.read(&var),
+            cors_origins: s::CORS_ALLOWED_ORIGINS
+                .read(&var)
                 .split(',')
                 .map(|o| o.trim().trim_end_matches('/').to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
-            max_upload_bytes: num("MAX_UPLOAD_BYTES", 15 << 20) as usize,
-            max_pixels: num("MAX_PIXELS", 40_000_000),
+            max_upload_bytes: s::MAX_UPLOAD_BYTES
+                .parse(&var)
+                .unwrap_or_else(|_| s::MAX_UPLOAD_BYTES.default_as()),
+            max_pixels: s::MAX_PIXELS
+                .parse(&var)
+                .unwrap_or_else(|_| s::MAX_PIXELS.default_as()),
+        }
+    }
+
+    /// The upload limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bytes: self.max_upload_bytes,
+            max_pixels: self.max_pixels,
+            ..Limits::default()
         }
     }
 
@@ -67,12 +75,6 @@ impl Settings {
             None
         }
     }
-}
-
-/// A JSON error body (gpu-server's shape).
-pub fn error_json(code: &str, message: &str) -> String {
-    serde_json::to_string(&ErrorBody::new(code, message))
-        .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"error"}}"#.to_owned())
 }
 
 /// A byte range answer.
@@ -179,9 +181,10 @@ mod tests {
     }
 
     #[test]
-    fn errors_have_the_servers_shape() {
-        let v: serde_json::Value = serde_json::from_str(&error_json("queue_full", "busy")).unwrap();
-        assert_eq!(v["error"]["code"], "queue_full");
-        assert_eq!(v["error"]["message"], "busy");
+    fn defaults_are_the_shared_table() {
+        let d = Settings::from_vars(|_| None);
+        assert_eq!(d.limits(), Limits::default());
+        assert_eq!(d.site_name, shared::settings::SITE_NAME.default);
+        assert!(d.cors_origins.is_empty() && d.public_base_url.is_empty());
     }
 }

@@ -1,108 +1,32 @@
-//! The Worker glue: routing, R2, the Cache API, the rate limiter. Everything that decides what a
-//! share looks like comes from `shared`.
+//! The Worker's entry point and routes (`worker::Router`), and the read side: share pages and
+//! images from the edge cache or R2. Everything that decides what a share is comes from
+//! `shared`; the share flow itself is [`crate::share`].
 
 use shared::{
-    api::{ShareFile, ShareManifest, keys, share_response},
+    api::ShareFile,
     ids::is_valid_id,
-    intake::{self, IntakeError, Limits},
+    intake::{self, Limits},
     page::{PageConfig, etag_matches, not_found_page, share_page, wants_json},
-    publish::{self, Refusal, share_fields, share_id},
-    render::{CardSubjects, OG_SIZE, RenderOptions, render_card, render_og, render_share_with},
-    token::{self, TokenError},
+    refusal::{Refusal, error_json},
+    render::{CardSubjects, OG_SIZE, RenderOptions, render_card, render_og},
 };
 use worker::{
-    Bucket, Cache, Context, Date, Env, FormEntry, Headers, HttpMetadata, Method, Request, Response,
-    event,
+    Cache, Context, Env, Headers, Method, Request, Response, RouteContext, Router, event,
 };
 
-use crate::http::{self, IMMUTABLE, PAGE_CACHE, Range, Settings, error_json};
+use crate::{
+    error::{Answer, Fail, fail_response, json_response},
+    http::{self, IMMUTABLE, PAGE_CACHE, Range, Settings},
+    r2::R2,
+};
 
-/// The render settings and their fingerprint: vars do not change within an isolate, so the
-/// logo is decoded and fingerprinted once, not per upload.
-fn render_settings(env: &Env) -> Result<&'static (RenderOptions, String), String> {
-    static RENDER: std::sync::OnceLock<Result<(RenderOptions, String), String>> =
-        std::sync::OnceLock::new();
-    RENDER
-        .get_or_init(|| {
-            let opts = RenderOptions::from_vars(|k| env.var(k).ok().map(|v| v.to_string()), None)?;
-            let fingerprint = opts.fingerprint();
-            Ok((opts, fingerprint))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+/// What every route gets: the request's settings and the event's context.
+struct Shell<'a> {
+    settings: Settings,
+    ctx: &'a Context,
 }
 
-/// Why a request failed: refused (4xx/503 with a code) or broken (500, details to the log).
-enum Fail {
-    Refused(Refusal, Option<u64>),
-    Internal(String),
-}
-
-type Answer = std::result::Result<Response, Fail>;
-
-impl From<worker::Error> for Fail {
-    fn from(e: worker::Error) -> Self {
-        Fail::Internal(e.to_string())
-    }
-}
-impl From<Refusal> for Fail {
-    fn from(r: Refusal) -> Self {
-        Fail::Refused(r, None)
-    }
-}
-impl From<IntakeError> for Fail {
-    fn from(e: IntakeError) -> Self {
-        refuse(e.http_status(), e.code(), e.to_string())
-    }
-}
-impl From<TokenError> for Fail {
-    fn from(e: TokenError) -> Self {
-        refuse(e.http_status(), e.code(), e.to_string())
-    }
-}
-
-fn refuse(status: u16, code: &'static str, message: impl Into<String>) -> Fail {
-    Fail::Refused(Refusal::new(status, code, message), None)
-}
-
-fn json_response(status: u16, body: String) -> Response {
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("cache-control", "no-store");
-    Response::from_bytes(body.into_bytes())
-        .map(|r| r.with_status(status).with_headers(headers))
-        .unwrap_or_else(|_| {
-            Response::empty()
-                .expect("an empty response")
-                .with_status(status)
-        })
-}
-
-fn fail_response(fail: Fail) -> Response {
-    match fail {
-        Fail::Refused(r, retry) => {
-            let res = json_response(r.status, error_json(r.code, &r.message));
-            if let Some(s) = retry {
-                let _ = res.headers().set("retry-after", &s.to_string());
-            }
-            res
-        }
-        Fail::Internal(detail) => {
-            worker::console_error!("internal error: {detail}");
-            json_response(
-                500,
-                error_json(
-                    "internal",
-                    "something went wrong on our side; please try again",
-                ),
-            )
-        }
-    }
-}
-
-fn now_secs() -> u64 {
-    Date::now().as_millis() / 1000
-}
+type Route<'a> = RouteContext<&'a Shell<'a>>;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -112,9 +36,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let res = if req.method() == Method::Options {
         preflight(allowed.is_some())
     } else {
-        route(req, &env, &ctx, &settings)
-            .await
-            .unwrap_or_else(fail_response)
+        let shell = Shell {
+            settings,
+            ctx: &ctx,
+        };
+        route(req, env, &shell).await
     };
     if let Some(origin) = allowed {
         let h = res.headers();
@@ -128,6 +54,81 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     Ok(res)
 }
 
+/// The generic 500's body, for the JS entry point's answer to a trap (`entry.mjs` reads it
+/// once, while the instance is sound).
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn internal_error_body() -> String {
+    error_json(shared::refusal::INTERNAL.0, shared::refusal::INTERNAL.1)
+}
+
+fn answer(result: Answer) -> worker::Result<Response> {
+    Ok(result.unwrap_or_else(fail_response))
+}
+
+async fn route(req: Request, env: Env, shell: &Shell<'_>) -> Response {
+    let bench = env.var("BENCH_ROUTES").is_ok_and(|v| v.to_string() == "1");
+    let mut router = Router::with_data(shell)
+        .get_async("/health", |_, _| async {
+            answer(Ok(json_response(200, r#"{"status":"ok"}"#.to_owned())))
+        })
+        .post_async("/api/v2/share-image", |req, cx: Route| async move {
+            answer(crate::share::share(req, &cx.env, &cx.data.settings).await)
+        });
+    router = router
+        .get_async("/og/:name", og_route)
+        .head_async("/og/:name", og_route)
+        .get_async("/i/:name", image_route)
+        .head_async("/i/:name", image_route)
+        .get_async("/s/:id", page_route)
+        .head_async("/s/:id", page_route);
+    if bench {
+        router = router.post_async("/__bench/render", |req, _| async {
+            answer(bench_render(req).await)
+        });
+    }
+    let no_route = |req: Request, _| async move {
+        answer(Err(Refusal::not_found(
+            "route_not_found",
+            format!(
+                "this service has no route {} {}",
+                req.method().as_ref(),
+                req.path()
+            ),
+        )
+        .into()))
+    };
+    let router = router
+        .or_else_any_method_async("/", no_route)
+        .or_else_any_method_async("/*path", no_route);
+    let method = req.method();
+    let path = req.path();
+    match router.run(req, env).await {
+        // The router's own answer for a known path and another method is plain text.
+        Ok(res) if res.status_code() == 405 => fail_response(Fail::Refused(Refusal::new(
+            405,
+            "method_not_allowed",
+            format!("{path} does not take {}", method.as_ref()),
+        ))),
+        Ok(res) => res,
+        Err(e) => fail_response(e.into()),
+    }
+}
+
+async fn og_route(req: Request, cx: Route<'_>) -> worker::Result<Response> {
+    let name = cx.param("name").cloned().unwrap_or_default();
+    answer(share_file(req, &cx, &name, true).await)
+}
+
+async fn image_route(req: Request, cx: Route<'_>) -> worker::Result<Response> {
+    let name = cx.param("name").cloned().unwrap_or_default();
+    answer(share_file(req, &cx, &name, false).await)
+}
+
+async fn page_route(req: Request, cx: Route<'_>) -> worker::Result<Response> {
+    let id = cx.param("id").cloned().unwrap_or_default();
+    answer(page(req, &cx, &id).await)
+}
+
 fn preflight(allowed: bool) -> Response {
     let res = Response::empty()
         .expect("an empty response")
@@ -139,351 +140,6 @@ fn preflight(allowed: bool) -> Response {
         let _ = h.set("access-control-max-age", "3600");
     }
     res
-}
-
-async fn route(req: Request, env: &Env, ctx: &Context, settings: &Settings) -> Answer {
-    let path = req.path();
-    let method = req.method();
-    let get = matches!(method, Method::Get | Method::Head);
-    let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
-    match (segments.as_slice(), get) {
-        (["health"], true) => Ok(json_response(200, r#"{"status":"ok"}"#.to_owned())),
-        (["api", "v2/share-image"], _) if method == Method::Post => share(req, env, settings).await,
-        (["s", id], true) => page(req, env, ctx, settings, id).await,
-        (["og", name], true) => share_file(req, env, ctx, name, true).await,
-        (["i", name], true) => share_file(req, env, ctx, name, false).await,
-        (["__bench", "render"], _)
-            if method == Method::Post
-                && env.var("BENCH_ROUTES").is_ok_and(|v| v.to_string() == "1") =>
-        {
-            bench_render(req).await
-        }
-        _ => Err(refuse(
-            404,
-            "route_not_found",
-            format!("this service has no route {} {path}", method.as_ref()),
-        )),
-    }
-}
-
-fn bucket(env: &Env) -> std::result::Result<Bucket, Fail> {
-    env.bucket("BUCKET")
-        .map_err(|e| Fail::Internal(format!("no R2 binding BUCKET: {e}")))
-}
-
-fn storage_unavailable(e: worker::Error) -> Fail {
-    worker::console_error!("R2: {e}");
-    Fail::Refused(
-        Refusal::new(
-            503,
-            "storage_unavailable",
-            "storage is unavailable; nothing was stored, please retry",
-        ),
-        Some(2),
-    )
-}
-
-async fn read_object(bucket: &Bucket, key: &str) -> std::result::Result<Option<Vec<u8>>, Fail> {
-    match bucket
-        .get(key)
-        .execute()
-        .await
-        .map_err(storage_unavailable)?
-    {
-        Some(obj) => match obj.body() {
-            Some(body) => Ok(Some(body.bytes().await.map_err(storage_unavailable)?)),
-            None => Ok(None),
-        },
-        None => Ok(None),
-    }
-}
-
-async fn read_manifest(
-    bucket: &Bucket,
-    id: &str,
-) -> std::result::Result<Option<ShareManifest>, Fail> {
-    Ok(read_object(bucket, &keys::manifest(id))
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok()))
-}
-
-fn origin_of(req: &Request) -> String {
-    req.url()
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default()
-}
-
-/// The per-client limit on uploads (the `SHARE_LIMITER` binding; absent: no limit).
-async fn rate_limited(req: &Request, env: &Env) -> bool {
-    let Ok(limiter) = env.rate_limiter("SHARE_LIMITER") else {
-        return false;
-    };
-    let client = req
-        .headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".to_owned());
-    match limiter.limit(client).await {
-        Ok(outcome) => !outcome.success,
-        Err(e) => {
-            worker::console_warn!("rate limiter: {e}");
-            false
-        }
-    }
-}
-
-/// The body's length as the client declares it (`content-length`).
-fn declared_length(req: &Request) -> Option<usize> {
-    req.headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok())
-}
-
-/// How much of a refused upload's body is read and dropped before answering (see [`drain`]).
-const DRAIN_LIMIT: usize = 32 << 20;
-
-/// Reads and drops what a client sends, up to [`DRAIN_LIMIT`] bytes. An answer sent before the
-/// body is read makes the runtime close the connection while the client is still sending, and
-/// the client sees a reset instead of the refusal (a browser: "network error", not "please wait
-/// a minute"). Bodies that declare more than the limit are not read.
-async fn drain(req: &mut Request) {
-    use futures::StreamExt;
-    if declared_length(req).is_some_and(|n| n > DRAIN_LIMIT) {
-        return;
-    }
-    let Ok(mut body) = req.stream() else { return };
-    let mut seen = 0usize;
-    while let Some(Ok(chunk)) = body.next().await {
-        seen += chunk.len();
-        if seen > DRAIN_LIMIT {
-            break;
-        }
-    }
-}
-
-async fn share(mut req: Request, env: &Env, settings: &Settings) -> Answer {
-    match admit(&req, env, settings).await {
-        Ok((secret, limits)) => share_admitted(req, env, settings, secret, limits).await,
-        Err(refusal) => {
-            drain(&mut req).await;
-            Err(refusal)
-        }
-    }
-}
-
-/// The checks made before the body is read: rate limit, configuration, declared size, type.
-async fn admit(
-    req: &Request,
-    env: &Env,
-    settings: &Settings,
-) -> std::result::Result<(String, Limits), Fail> {
-    if rate_limited(req, env).await {
-        return Err(Fail::Refused(
-            Refusal::new(
-                429,
-                "rate_limited",
-                "too many shares from this connection; please wait a minute",
-            ),
-            Some(60),
-        ));
-    }
-    let secret = env
-        .secret("SHARE_TOKEN_SECRET")
-        .map(|s| s.to_string())
-        .ok()
-        .filter(|s| s.len() >= 16)
-        .ok_or_else(|| {
-            Fail::Refused(
-                Refusal::new(
-                    503,
-                    "not_configured",
-                    "sharing is not configured here (no SHARE_TOKEN_SECRET)",
-                ),
-                None,
-            )
-        })?;
-    let limits = Limits {
-        max_bytes: settings.max_upload_bytes,
-        max_pixels: settings.max_pixels,
-        ..Limits::default()
-    };
-    if declared_length(req).is_some_and(|n| n > limits.max_bytes + (1 << 20)) {
-        return Err(refuse(
-            413,
-            "file_too_large",
-            format!(
-                "the upload is larger than the limit of {} bytes",
-                limits.max_bytes
-            ),
-        ));
-    }
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("multipart/form-data")
-    {
-        return Err(refuse(
-            415,
-            "invalid_multipart",
-            "expected a multipart/form-data body with an `image` field",
-        ));
-    }
-    Ok((secret, limits))
-}
-
-async fn share_admitted(
-    mut req: Request,
-    env: &Env,
-    settings: &Settings,
-    secret: String,
-    limits: Limits,
-) -> Answer {
-    let form = req.form_data().await.map_err(|e| {
-        refuse(
-            400,
-            "invalid_multipart",
-            format!("the request is not a valid multipart/form-data upload: {e}"),
-        )
-    })?;
-    let text = |name: &str| {
-        form.get_field(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let fields = share_fields(text("platform").as_deref(), text("title").as_deref())?;
-    let tok = text("token").ok_or_else(|| {
-        refuse(
-            401,
-            "missing_token",
-            "sharing here needs the `token` that remove-background answered",
-        )
-    })?;
-    let bucket = bucket(env)?;
-    // The picture, and the stored result's id when it is one.
-    let (source, stored) = match (form.get("image"), text("result_id")) {
-        (Some(FormEntry::File(file)), _) => {
-            if file.size() > limits.max_bytes {
-                return Err(IntakeError::TooLarge {
-                    size: file.size(),
-                    limit: limits.max_bytes,
-                }
-                .into());
-            }
-            token::verify(secret.as_bytes(), &tok, now_secs())?;
-            (file.bytes().await?, None)
-        }
-        (Some(FormEntry::Field(_)), _) => {
-            return Err(refuse(
-                400,
-                "invalid_multipart",
-                "`image` must be a file, not a text field",
-            ));
-        }
-        (None, Some(result_id)) => {
-            if !is_valid_id(&result_id) {
-                return Err(refuse(404, "result_not_found", "no result with this id"));
-            }
-            token::verify_for(secret.as_bytes(), &tok, &result_id, now_secs())?;
-            let result = read_object(&bucket, &keys::result(&result_id))
-                .await?
-                .ok_or_else(|| {
-                    refuse(
-                        404,
-                        "result_not_found",
-                        "this result is not stored at the edge; upload the image instead",
-                    )
-                })?;
-            (result, Some(result_id))
-        }
-        (None, None) => {
-            return Err(refuse(
-                400,
-                "missing_image",
-                "the form needs an `image` file or a `result_id` with its `token`",
-            ));
-        }
-    };
-    intake::inspect(&source, &limits)?;
-
-    let (render, fingerprint) =
-        render_settings(env).map_err(|e| Fail::Internal(format!("render settings: {e}")))?;
-    let id = share_id(&source, &fields.title, fingerprint);
-    let base = settings.base_url(&origin_of(&req));
-    if let Some(existing) = read_manifest(&bucket, &id).await? {
-        return Ok(json_response(
-            200,
-            serde_json::to_string(&share_response(&base, &existing, fields.platform))
-                .map_err(|e| Fail::Internal(e.to_string()))?,
-        ));
-    }
-
-    // A stored result comes with its share-ready card subjects (when gpu-server stored them);
-    // optional: without them the cards are made from the result itself.
-    let cards = match &stored {
-        Some(result_id) => read_object(&bucket, &keys::card_subjects(result_id))
-            .await
-            .unwrap_or(None),
-        None => None,
-    };
-    let subjects = CardSubjects::usable(cards.as_deref(), &source, render);
-    let used_subjects = if subjects.is_some() { "used" } else { "none" };
-    drop(cards);
-    let decoded = intake::decode(&source, &limits)?;
-    drop(source);
-    let rendered =
-        render_share_with(&decoded.image, subjects.as_ref(), render).map_err(Fail::Internal)?;
-    drop(decoded);
-    let manifest = publish::manifest(
-        &id,
-        &fields.title,
-        &settings.site_name,
-        &rendered,
-        now_secs(),
-    );
-    let objects = publish::objects(rendered, &manifest);
-    // Images first (together), the manifest last: a page never points at a missing image.
-    let puts = objects.images.into_iter().map(|o| {
-        let bucket = &bucket;
-        async move {
-            bucket
-                .put(&o.key, o.bytes)
-                .http_metadata(HttpMetadata {
-                    content_type: Some(o.content_type.to_owned()),
-                    cache_control: Some(IMMUTABLE.to_owned()),
-                    ..Default::default()
-                })
-                .execute()
-                .await
-        }
-    });
-    for r in futures::future::join_all(puts).await {
-        r.map_err(storage_unavailable)?;
-    }
-    bucket
-        .put(&objects.manifest.key, objects.manifest.bytes)
-        .http_metadata(HttpMetadata {
-            content_type: Some(objects.manifest.content_type.to_owned()),
-            ..Default::default()
-        })
-        .execute()
-        .await
-        .map_err(storage_unavailable)?;
-    let res = json_response(
-        200,
-        serde_json::to_string(&share_response(&base, &manifest, fields.platform))
-            .map_err(|e| Fail::Internal(e.to_string()))?,
-    );
-    // Which way the cards were made (a result's share-ready subjects, or the picture).
-    let _ = res.headers().set("x-card-subjects", used_subjects);
-    Ok(res)
 }
 
 /// A cached answer for this URL, if the edge has one (`GET` only, as the Cache API keys).
@@ -545,20 +201,21 @@ fn serve_bytes(
 }
 
 /// `/og/…` and `/i/…`: content-addressed images, from the edge cache or R2.
-async fn share_file(req: Request, env: &Env, ctx: &Context, name: &str, under_og: bool) -> Answer {
+async fn share_file(req: Request, cx: &Route<'_>, name: &str, under_og: bool) -> Answer {
     let Some((id, kind)) = ShareFile::parse(name, under_og) else {
-        return Err(refuse(404, "share_not_found", "no such share image"));
+        return Err(Refusal::not_found("share_not_found", "no such share image").into());
     };
     let etag = format!("\"{name}\"");
     if let Some(mut hit) = cached(&req).await {
         let bytes = hit.bytes().await?;
         return serve_bytes(&req, bytes, kind.content_type(), IMMUTABLE, &etag, "HIT");
     }
-    let bytes = read_object(&bucket(env)?, &kind.key(&id))
+    let bytes = R2::of(&cx.env)?
+        .object(&kind.key(&id))
         .await?
-        .ok_or_else(|| refuse(404, "share_not_found", "no such share image"))?;
+        .ok_or_else(|| Refusal::not_found("share_not_found", "no such share image"))?;
     let mut full = serve_bytes_plain(bytes.clone(), kind.content_type(), IMMUTABLE, &etag)?;
-    remember(&req, ctx, &mut full);
+    remember(&req, cx.data.ctx, &mut full);
     serve_bytes(&req, bytes, kind.content_type(), IMMUTABLE, &etag, "MISS")
 }
 
@@ -584,13 +241,14 @@ fn serve_bytes_plain(
 
 fn share_not_found(wants_json: bool, settings: &Settings) -> Answer {
     if wants_json {
-        return Err(refuse(404, "share_not_found", "no share with this id"));
+        return Err(Refusal::not_found("share_not_found", "no share with this id").into());
     }
     Ok(Response::from_html(not_found_page(&settings.shop_url))?.with_status(404))
 }
 
 /// `/s/{id}`: the share page, from the edge cache or rendered from the stored manifest.
-async fn page(req: Request, env: &Env, ctx: &Context, settings: &Settings, id: &str) -> Answer {
+async fn page(req: Request, cx: &Route<'_>, id: &str) -> Answer {
+    let settings = &cx.data.settings;
     let json = wants_json(req.headers().get("accept").ok().flatten().as_deref());
     if !is_valid_id(id) {
         return share_not_found(json, settings);
@@ -601,17 +259,17 @@ async fn page(req: Request, env: &Env, ctx: &Context, settings: &Settings, id: &
         let bytes = hit.bytes().await?;
         return serve_bytes(&req, bytes, html_type, PAGE_CACHE, &etag, "HIT");
     }
-    let Some(manifest) = read_manifest(&bucket(env)?, id).await? else {
+    let Some(manifest) = R2::of(&cx.env)?.manifest(id).await? else {
         return share_not_found(json, settings);
     };
     let cfg = PageConfig {
-        base_url: settings.base_url(&origin_of(&req)),
+        base_url: settings.base_url(&crate::origin_of(&req)),
         site_name: settings.site_name.clone(),
         shop_url: settings.shop_url.clone(),
     };
     let html = share_page(&cfg, &manifest).into_bytes();
     let mut full = serve_bytes_plain(html.clone(), html_type, PAGE_CACHE, &etag)?;
-    remember(&req, ctx, &mut full);
+    remember(&req, cx.data.ctx, &mut full);
     serve_bytes(&req, html, html_type, PAGE_CACHE, &etag, "MISS")
 }
 
@@ -629,10 +287,10 @@ async fn bench_render(mut req: Request) -> Answer {
         .clamp(1, 100);
     let body = req.bytes().await?;
     let opts = RenderOptions::default();
-    let render = || {
+    let render = || -> Result<_, Fail> {
         if body.starts_with(b"PCCARDS") {
             let subjects = CardSubjects::from_bytes_for(&body, &[OG_SIZE])
-                .map_err(|e| refuse(400, "invalid_image", e))?;
+                .map_err(|e| Refusal::bad("invalid_image", e))?;
             render_card(&subjects, OG_SIZE, &opts).map_err(Fail::Internal)
         } else {
             render_og(&intake::decode(&body, &Limits::default())?.image, &opts)

@@ -117,11 +117,17 @@ test("health answers, unknown routes answer route_not_found", async () => {
   const r = await mf.dispatchFetch(`${BASE}/api/v2/share-images`);
   assert.equal(r.status, 404);
   assert.equal((await r.json()).error.code, "route_not_found");
+  const root = await mf.dispatchFetch(`${BASE}/`);
+  assert.equal(root.status, 404);
+  assert.equal((await root.json()).error.code, "route_not_found");
+  const wrongMethod = await mf.dispatchFetch(`${BASE}/s/${"ab".repeat(16)}`, { method: "PUT", body: "x" });
+  assert.equal(wrongMethod.status, 405);
+  assert.equal((await wrongMethod.json()).error.code, "method_not_allowed");
 });
 
 test("an upload needs a valid token", async () => {
   let r = await share({ image: photo, platform: "facebook" });
-  assert.equal(r.res.status, 401, r.body);
+  assert.equal(r.res.status, 400, r.body);
   assert.equal(r.json.error.code, "missing_token");
 
   const bad = token().replace(/.$/, (c) => (c === "0" ? "1" : "0"));
@@ -345,7 +351,7 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
     const edge = await share({ image: cutout, platform: "pinterest", title: "Chelsea", token: serverToken });
     assert.equal(edge.res.status, 200, edge.body);
     assert.equal(edge.res.headers.get("x-card-subjects"), "none", "an upload has no share-ready subjects");
-    const origin = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form({ image: cutout, platform: "pinterest", title: "Chelsea" }) });
+    const origin = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form({ image: cutout, platform: "pinterest", title: "Chelsea", token: serverToken }) });
     assert.equal(origin.status, 200);
     const o = await origin.json();
     assert.equal(edge.json.id, o.id, "the same share id");
@@ -397,6 +403,36 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
       const a = Buffer.from(await (await mf.dispatchFetch(`${BASE}/${name}`)).arrayBuffer());
       const c = Buffer.from(await (await fetch(`${api}/${uploaded[i]}`)).arrayBuffer());
       assert.ok(a.equals(c), `${name} from damaged card subjects`);
+    }
+
+    // One share flow (shared::publish): both shells refuse the same requests with the same
+    // status and code.
+    const t = token();
+    const refusals = [
+      ["missing token", { image: photo, platform: "facebook" }],
+      ["forged token", { image: photo, platform: "facebook", token: token(undefined, undefined, "another-secret-0123456789") }],
+      ["expired token", { image: photo, platform: "facebook", token: token(undefined, 1000) }],
+      ["another result's token", { result_id: resultId, platform: "facebook", token: t }],
+      ["missing image", { platform: "facebook", token: t }],
+      ["image as text", { image: "text, not a file", platform: "facebook", token: t }],
+      ["missing platform", { image: photo, token: t }],
+      ["bad platform", { image: photo, platform: "myspace", token: t }],
+      ["long title", { image: photo, platform: "x", title: "x".repeat(141), token: t }],
+      ["unknown result", { result_id: "ef".repeat(16), platform: "facebook", token: token("ef".repeat(16)) }],
+      ["bad result id", { result_id: "../../etc/passwd", platform: "facebook", token: t }],
+      ["not an image", { image: new TextEncoder().encode("not an image at all"), platform: "facebook", token: t }],
+      ["too large", { image: new Uint8Array(26_500_000), platform: "facebook", token: t }],
+    ];
+    for (const [what, fields] of refusals) {
+      const edgeRes = await share(fields);
+      const originRes = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form(fields) });
+      const originJson = await originRes.json();
+      assert.ok(edgeRes.res.status >= 400 && edgeRes.res.status < 500, `${what}: ${edgeRes.body}`);
+      assert.deepEqual(
+        [edgeRes.res.status, edgeRes.json?.error?.code],
+        [originRes.status, originJson.error.code],
+        `${what}: the Worker answered ${edgeRes.body}, gpu-server ${JSON.stringify(originJson)}`,
+      );
     }
   } finally {
     server.kill();

@@ -137,6 +137,16 @@ pub enum ShareFile {
 }
 
 impl ShareFile {
+    /// The variant's name, as ETags spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShareFile::Og => "og",
+            ShareFile::Pinterest => "pinterest",
+            ShareFile::Square => "square",
+            ShareFile::Image => "image",
+        }
+    }
+
     /// Parse `<id>.jpg`, `<id>-pin.jpg`, `<id>-square.jpg` (under `/og/`) or `<id>.png` (under
     /// `/i/`). Anything else, including path tricks, is `None`.
     pub fn parse(name: &str, under_og: bool) -> Option<(String, ShareFile)> {

@@ -36,7 +36,7 @@ impl ImageFormat {
 }
 
 /// Limits applied to every upload before and during decoding.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest accepted encoded size in bytes.
     pub max_bytes: usize,
@@ -50,8 +50,8 @@ impl Default for Limits {
     /// 25 MB and 50 megapixels: a 48 MP phone photo passes, a 20000×20000 header does not.
     fn default() -> Self {
         Limits {
-            max_bytes: 25 * 1000 * 1000,
-            max_pixels: 50_000_000,
+            max_bytes: crate::settings::MAX_UPLOAD_BYTES.default_as(),
+            max_pixels: crate::settings::MAX_PIXELS.default_as(),
             min_side: 16,
         }
     }

@@ -9,9 +9,13 @@
 //! - [`encode`]: PNG, WebP and JPEG output.
 //! - [`compose`]: turn an image and its alpha mask into the requested output (cut-out, mask,
 //!   solid or blurred background).
+//! - [`cutout`]: the one cut-out pipeline after the mask (compose, encode) for the CLI, the
+//!   API and the benchmark.
 //! - [`render`]: the share images (watermark, 1200×630 / 1000×1500 / 1080×1080 JPEGs).
-//! - [`publish`]: the share flow's rules (form fields, share id, manifest, objects in write
-//!   order), applied by both shells.
+//! - [`publish`]: the share flow itself (form, token, picture, existing share, render, objects
+//!   in write order) over a small storage trait; both shells are adapters of it.
+//! - [`settings`]: every setting both shells read, its variable and its default, once.
+//! - [`refusal`]: the one refusal type (status, code, message, `Retry-After`) and the 500 body.
 //! - [`jpeg`]: the share cards' baseline JPEG encoder (reuses an empty card's blocks).
 //! - [`ids`], [`token`]: content-hash ids and signed share tokens.
 //! - [`share`], [`page`], [`api`]: platforms and intent links, the share page's HTML, the JSON
@@ -19,14 +23,17 @@
 
 pub mod api;
 pub mod compose;
+pub mod cutout;
 pub mod encode;
 pub mod ids;
 pub mod intake;
 pub mod jpeg;
 pub mod page;
 pub mod publish;
+pub mod refusal;
 pub mod render;
 pub mod resize;
+pub mod settings;
 pub mod share;
 pub mod token;
 

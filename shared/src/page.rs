@@ -1,6 +1,8 @@
 //! The share page: the HTML social crawlers read (Open Graph, Twitter card, Pinterest) and people
 //! see (the picture and a link to the shop). Every user-supplied string is escaped.
 
+use askama::Template;
+
 use crate::api::{ShareManifest, share_urls};
 
 /// Who the page speaks for. All values come from the operator's configuration.
@@ -17,29 +19,42 @@ pub struct PageConfig {
 /// Escape text for HTML element content and double- or single-quoted attributes.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters have no business in a title; drop them.
-            c if c.is_control() && c != '\n' && c != '\t' => {}
-            c => out.push(c),
-        }
-    }
+    let _ = askama::filters::Escaper::write_escaped_str(&Escape, &mut out, s);
     out
+}
+
+/// The templates' escaper (`shared/askama.toml`): every value a template writes goes through it.
+#[derive(Debug, Clone, Copy)]
+pub struct Escape;
+
+impl askama::filters::Escaper for Escape {
+    fn write_escaped_str<W: std::fmt::Write>(&self, mut dest: W, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            match c {
+                '&' => dest.write_str("&amp;")?,
+                '<' => dest.write_str("&lt;")?,
+                '>' => dest.write_str("&gt;")?,
+                '"' => dest.write_str("&quot;")?,
+                '\'' => dest.write_str("&#39;")?,
+                // Control characters have no business in a title; drop them.
+                c if c.is_control() && c != '\n' && c != '\t' => {}
+                c => dest.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What people see for a share id that does not exist (served with 404), with a link home.
 pub fn not_found_page(home_url: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found</title>\
-         <main style=\"font:16px system-ui;margin:3em auto;max-width:30em\"><h1>This share does not exist</h1>\
-         <p>The link may be mistyped. <a href=\"{}\">Make your own pet cut-out</a>.</p></main></html>",
-        escape(home_url)
-    )
+    #[derive(Template)]
+    #[template(path = "not_found.html")]
+    struct NotFound<'a> {
+        home: &'a str,
+    }
+    NotFound { home: home_url }
+        .render()
+        .expect("a template of strings renders")
 }
 
 /// Whether an `Accept` header asks for JSON rather than a page (API clients, tests).
@@ -57,79 +72,44 @@ pub fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
         .any(|t| t.trim() == "*" || bare(t) == bare(etag))
 }
 
+/// The share page (`shared/templates/share.html`). Every value is escaped by the template;
+/// `secure` adds `og:image:secure_url` for https links.
+#[derive(Template)]
+#[template(path = "share.html")]
+struct SharePage<'a> {
+    title: &'a str,
+    alt: &'a str,
+    site: &'a str,
+    shop: &'a str,
+    page: &'a str,
+    image: &'a str,
+    og: &'a str,
+    pin: &'a str,
+    secure: bool,
+    og_size: (u32, u32),
+    pin_size: (u32, u32),
+    image_size: (u32, u32),
+}
+
 /// The share page for a stored share.
 pub fn share_page(cfg: &PageConfig, m: &ShareManifest) -> String {
     let [page, image, og, pin, _square] = share_urls(&cfg.base_url, &m.id);
-    let title = escape(&m.title);
-    let alt = escape(&m.alt);
-    let site = escape(&cfg.site_name);
-    let shop = escape(&cfg.shop_url);
-    let (page, image, og, pin) = (escape(&page), escape(&image), escape(&og), escape(&pin));
-    let secure = |url: &str| {
-        if url.starts_with("https://") {
-            format!("\n<meta property=\"og:image:secure_url\" content=\"{url}\">")
-        } else {
-            String::new()
-        }
-    };
-    let og_secure = secure(&og);
-    let pin_secure = secure(&pin);
-    let (ow, oh, pw, ph, iw, ih) = (
-        m.og.width,
-        m.og.height,
-        m.pinterest.width,
-        m.pinterest.height,
-        m.image.width,
-        m.image.height,
-    );
-    format!(
-        r##"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · {site}</title>
-<link rel="canonical" href="{page}">
-<meta name="description" content="{alt}">
-<meta property="og:type" content="website">
-<meta property="og:site_name" content="{site}">
-<meta property="og:title" content="{title}">
-<meta property="og:description" content="{alt}">
-<meta property="og:url" content="{page}">
-<meta property="og:image" content="{og}">{og_secure}
-<meta property="og:image:type" content="image/jpeg">
-<meta property="og:image:width" content="{ow}">
-<meta property="og:image:height" content="{oh}">
-<meta property="og:image:alt" content="{alt}">
-<meta property="og:image" content="{pin}">{pin_secure}
-<meta property="og:image:type" content="image/jpeg">
-<meta property="og:image:width" content="{pw}">
-<meta property="og:image:height" content="{ph}">
-<meta property="og:image:alt" content="{alt}">
-<meta name="twitter:card" content="summary_large_image">
-<meta name="twitter:title" content="{title}">
-<meta name="twitter:description" content="{alt}">
-<meta name="twitter:image" content="{og}">
-<meta name="twitter:image:alt" content="{alt}">
-<meta name="pinterest-rich-pin" content="true">
-<style>
-body{{margin:0;font:16px/1.5 system-ui,sans-serif;background:#f6f4f0;color:#1d1d1f}}
-main{{max-width:960px;margin:0 auto;padding:24px 16px;text-align:center}}
-img{{max-width:100%;height:auto;border-radius:12px;box-shadow:0 4px 24px #0002}}
-a.shop{{display:inline-block;margin-top:20px;padding:12px 22px;border-radius:999px;background:#1d4ed8;color:#fff;text-decoration:none;font-weight:600}}
-a.shop:focus{{outline:3px solid #f59e0b;outline-offset:2px}}
-</style>
-</head>
-<body>
-<main>
-<h1>{title}</h1>
-<img src="{image}" width="{iw}" height="{ih}" alt="{alt}" data-pin-media="{pin}" data-pin-description="{title}">
-<p><a class="shop" href="{shop}">Make your own pet cut-out at {site}</a></p>
-</main>
-</body>
-</html>
-"##
-    )
+    SharePage {
+        title: &m.title,
+        alt: &m.alt,
+        site: &cfg.site_name,
+        shop: &cfg.shop_url,
+        secure: og.starts_with("https://"),
+        page: &page,
+        image: &image,
+        og: &og,
+        pin: &pin,
+        og_size: (m.og.width, m.og.height),
+        pin_size: (m.pinterest.width, m.pinterest.height),
+        image_size: (m.image.width, m.image.height),
+    }
+    .render()
+    .expect("a template of strings renders")
 }
 
 #[cfg(test)]

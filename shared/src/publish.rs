@@ -1,35 +1,23 @@
-//! The share flow's rules, once for both shells (gpu-server's `POST /api/v2/share-image` and the
-//! edge Worker's): form fields, the share id, the manifest, and the objects to store, in the
-//! order that keeps a page from ever pointing at a missing image.
+//! The share flow, once for both shells (gpu-server's `POST /api/v2/share-image` and the edge
+//! Worker's): [`share`] checks the form and the token, finds the picture, reuses an existing
+//! share or renders a new one, and stores its objects in the order that keeps a page from ever
+//! pointing at a missing image. The shells adapt it to their storage ([`Store`]) and decide
+//! where the render runs (a blocking thread under a permit, or the isolate itself).
+
+use std::future::Future;
 
 use crate::{
-    api::{ShareManifest, keys},
-    ids::content_id,
-    render::Rendered,
+    api::{ShareManifest, ShareResponse, keys, share_response},
+    ids::{content_id, is_valid_id},
+    intake::{self, Limits},
+    refusal::Refusal,
+    render::{CardSubjects, RenderOptions, Rendered, render_share_with},
     share::Platform,
+    token,
 };
 
 /// Longest accepted title, in characters.
 pub const MAX_TITLE_CHARS: usize = 140;
-
-/// A refused request: HTTP status, stable code, a sentence for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Refusal {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Refusal {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
 
 /// The text fields of a share form, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +32,7 @@ pub fn share_fields(platform: Option<&str>, title: Option<&str>) -> Result<Share
     let platform = platform
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| Refusal::new(400, "missing_platform", "the form has no `platform` field"))?
+        .ok_or_else(|| Refusal::bad("missing_platform", "the form has no `platform` field"))?
         .parse()
         .map_err(|e: crate::share::UnknownPlatform| {
             Refusal::new(400, "invalid_platform", e.to_string())
@@ -100,6 +88,8 @@ pub struct Object {
     pub key: String,
     pub bytes: Vec<u8>,
     pub content_type: &'static str,
+    /// Served with a year's `Cache-Control` (the images; the manifest is read, not served).
+    pub immutable: bool,
 }
 
 /// What a share stores: its images (in any order, or at once), then the manifest, last, only
@@ -117,6 +107,7 @@ pub fn objects(rendered: Rendered, manifest: &ShareManifest) -> ShareObjects {
         key,
         bytes: e.bytes,
         content_type: e.content_type,
+        immutable: true,
     };
     ShareObjects {
         images: [
@@ -129,8 +120,237 @@ pub fn objects(rendered: Rendered, manifest: &ShareManifest) -> ShareObjects {
             key: keys::manifest(id),
             bytes: serde_json::to_vec(manifest).expect("a manifest always serialises"),
             content_type: "application/json",
+            immutable: false,
         },
     }
+}
+
+/// Storage as the share flow sees it: a key-value store of immutable objects.
+///
+/// `async fn` needs no runtime, so `shared` stays runtime-free; gpu-server implements it over
+/// `object_store`, the Worker over R2. An `Err` is the store being unreachable, with the detail
+/// for the log.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// The object's bytes, or `None` when there is none.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Store an object whole (a failure leaves nothing readable under its key).
+    async fn put(&self, object: Object) -> Result<(), String>;
+}
+
+/// A share request's form, as the shell read it (text fields trimmed, empty ones `None`).
+#[derive(Debug, Clone, Default)]
+pub struct ShareForm {
+    pub platform: Option<String>,
+    pub title: Option<String>,
+    /// The share token `remove-background` answered.
+    pub token: Option<String>,
+    /// A stored result to share instead of an uploaded picture.
+    pub result_id: Option<String>,
+    /// The uploaded picture.
+    pub image: Option<Vec<u8>>,
+}
+
+/// What the flow needs to know of the shell's settings and of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct ShareContext<'a> {
+    /// The share tokens' HMAC secret.
+    pub secret: &'a [u8],
+    pub limits: Limits,
+    /// [`RenderOptions::fingerprint`] of the settings the render step uses.
+    pub render_fingerprint: &'a str,
+    pub site_name: &'a str,
+    /// Absolute base of the links in the answer.
+    pub base_url: &'a str,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// Why a share was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused: answered as it is.
+    Refused(Refusal),
+    /// Storage is unreachable (the detail, for the log): answered as
+    /// [`Refusal::storage_unavailable`]; nothing was half-written.
+    Storage(String),
+    /// A bug (the detail, for the log): answered with the generic 500.
+    Internal(String),
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::Refused(r)
+    }
+}
+
+impl From<intake::IntakeError> for Failure {
+    fn from(e: intake::IntakeError) -> Self {
+        Failure::Refused(e.into())
+    }
+}
+
+impl From<token::TokenError> for Failure {
+    fn from(e: token::TokenError) -> Self {
+        Failure::Refused(e.into())
+    }
+}
+
+/// The render step of a new share: the shell runs [`RenderJob::run`] where rendering belongs on
+/// its side (gpu-server: on a blocking thread, under a render permit and the request timeout;
+/// the Worker: in the isolate).
+#[derive(Debug)]
+pub struct RenderJob {
+    /// The picture (checked by [`intake::inspect`]).
+    pub source: Vec<u8>,
+    /// The stored result's share-ready card subjects, when it has them.
+    pub card_subjects: Option<Vec<u8>>,
+    pub limits: Limits,
+}
+
+impl RenderJob {
+    /// Decode and render; `true` when the cards came from the result's card subjects.
+    pub fn run(self, opts: &RenderOptions) -> Result<(Rendered, bool), Failure> {
+        let subjects = CardSubjects::usable(self.card_subjects.as_deref(), &self.source, opts);
+        drop(self.card_subjects);
+        let decoded = intake::decode(&self.source, &self.limits)?;
+        drop(self.source);
+        let rendered = render_share_with(&decoded.image, subjects.as_ref(), opts)
+            .map_err(Failure::Internal)?;
+        Ok((rendered, subjects.is_some()))
+    }
+}
+
+/// A share made or found.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub response: ShareResponse,
+    /// The same picture and title were shared before: that share is answered, nothing rendered.
+    pub existing: bool,
+    /// A new share's cards were made from the result's share-ready card subjects.
+    pub used_card_subjects: bool,
+    /// Things worth a warning in the log (an unreadable card-subjects object, say).
+    pub warnings: Vec<String>,
+}
+
+/// The whole share flow.
+///
+/// Checks, in this order, each with its refusal: `platform` and `title`; a picture (`image`, or
+/// `result_id`: `missing_image`); a `token` (`missing_token`, 400); for an upload, any valid
+/// token this service signed, for a result, a token for that result (`invalid_token` /
+/// `token_expired`, 403); the result stored (`result_not_found`, 404); the picture's type and
+/// limits. Then a share of the same picture, title and settings is answered as it is; a new
+/// one is rendered by `render` (see [`RenderJob`]), its images stored, then its manifest, last.
+/// Results (and their card subjects) are read from `results`, shares live in `shares` (the same
+/// store on the Worker).
+pub async fn share<R, F>(
+    form: ShareForm,
+    ctx: &ShareContext<'_>,
+    results: &impl Store,
+    shares: &impl Store,
+    render: R,
+) -> Result<Shared, Failure>
+where
+    R: FnOnce(RenderJob) -> F,
+    F: Future<Output = Result<(Rendered, bool), Failure>>,
+{
+    let ShareFields { platform, title } =
+        share_fields(form.platform.as_deref(), form.title.as_deref())?;
+    if form.image.is_none() && form.result_id.is_none() {
+        return Err(Refusal::bad(
+            "missing_image",
+            "the form needs an `image` file or a `result_id` with its `token`",
+        )
+        .into());
+    }
+    let tok = form.token.as_deref().ok_or_else(|| {
+        Refusal::bad(
+            "missing_token",
+            "sharing needs the `token` that remove-background answered",
+        )
+    })?;
+
+    // The picture, and the stored result's id when it is one.
+    let (source, stored) = match (form.image, form.result_id) {
+        (Some(image), _) => {
+            token::verify(ctx.secret, tok, ctx.now)?;
+            (image, None)
+        }
+        (None, Some(result_id)) => {
+            if !is_valid_id(&result_id) {
+                return Err(
+                    Refusal::not_found("result_not_found", "no result with this id").into(),
+                );
+            }
+            token::verify_for(ctx.secret, tok, &result_id, ctx.now)?;
+            let result = results
+                .get(&keys::result(&result_id))
+                .await
+                .map_err(Failure::Storage)?
+                .ok_or_else(|| {
+                    Refusal::not_found(
+                        "result_not_found",
+                        "this result is no longer stored; please upload the photo again",
+                    )
+                })?;
+            (result, Some(result_id))
+        }
+        (None, None) => unreachable!("checked above"),
+    };
+    intake::inspect(&source, &ctx.limits)?;
+
+    let id = share_id(&source, &title, ctx.render_fingerprint);
+    // Content-addressed: the same picture and title were shared before; reuse that share.
+    if let Some(existing) = shares
+        .get(&keys::manifest(&id))
+        .await
+        .map_err(Failure::Storage)?
+        && let Ok(manifest) = serde_json::from_slice::<ShareManifest>(&existing)
+    {
+        return Ok(Shared {
+            response: share_response(ctx.base_url, &manifest, platform),
+            existing: true,
+            used_card_subjects: false,
+            warnings: Vec::new(),
+        });
+    }
+
+    // A stored result comes with its share-ready card subjects (when it has them); optional:
+    // without them the cards are made from the result itself, with the same bytes.
+    let mut warnings = Vec::new();
+    let card_subjects = match &stored {
+        Some(result_id) => results
+            .get(&keys::card_subjects(result_id))
+            .await
+            .unwrap_or_else(|e| {
+                warnings.push(format!("cannot read the card subjects: {e}"));
+                None
+            }),
+        None => None,
+    };
+    let (rendered, used_card_subjects) = render(RenderJob {
+        source,
+        card_subjects,
+        limits: ctx.limits,
+    })
+    .await?;
+
+    let manifest = manifest(&id, &title, ctx.site_name, &rendered, ctx.now);
+    let ShareObjects {
+        images,
+        manifest: meta,
+    } = objects(rendered, &manifest);
+    // Images first (together), the manifest last: a page exists only once all its images do.
+    futures::future::try_join_all(images.into_iter().map(|o| shares.put(o)))
+        .await
+        .map_err(Failure::Storage)?;
+    shares.put(meta).await.map_err(Failure::Storage)?;
+    Ok(Shared {
+        response: share_response(ctx.base_url, &manifest, platform),
+        existing: false,
+        used_card_subjects,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -192,5 +412,241 @@ mod tests {
         assert_eq!(objs.manifest.key, keys::manifest(&m.id));
         let back: ShareManifest = serde_json::from_slice(&objs.manifest.bytes).unwrap();
         assert_eq!(back, m);
+    }
+
+    /// An in-memory store that logs its writes and can fail the n-th one, or every call.
+    #[derive(Default)]
+    struct Mem {
+        objects: std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
+        puts: std::cell::RefCell<Vec<String>>,
+        fail_from_put: Option<usize>,
+        unreachable: bool,
+    }
+
+    impl Store for Mem {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+            if self.unreachable {
+                return Err("connection refused".into());
+            }
+            Ok(self.objects.borrow().get(key).cloned())
+        }
+        async fn put(&self, object: Object) -> Result<(), String> {
+            let n = self.puts.borrow().len();
+            if self.unreachable || self.fail_from_put.is_some_and(|f| n >= f) {
+                return Err("disk full".into());
+            }
+            self.puts.borrow_mut().push(object.key.clone());
+            self.objects.borrow_mut().insert(object.key, object.bytes);
+            Ok(())
+        }
+    }
+
+    const SECRET: &[u8] = b"publish-test-secret-0123";
+    const NOW: u64 = 1_800_000_000;
+
+    fn photo() -> Vec<u8> {
+        let img = image::RgbaImage::from_fn(64, 48, |x, y| {
+            image::Rgba([
+                (x * 4) as u8,
+                (y * 5) as u8,
+                90,
+                if x > 8 { 255 } else { 0 },
+            ])
+        });
+        crate::encode::encode(
+            &image::DynamicImage::ImageRgba8(img),
+            crate::encode::OutputFormat::Png,
+        )
+        .unwrap()
+    }
+
+    fn ctx<'a>(fingerprint: &'a str) -> ShareContext<'a> {
+        ShareContext {
+            secret: SECRET,
+            limits: Limits::default(),
+            render_fingerprint: fingerprint,
+            site_name: "Pet Shop",
+            base_url: "https://pets.example",
+            now: NOW,
+        }
+    }
+
+    fn upload(token: Option<String>) -> ShareForm {
+        ShareForm {
+            platform: Some("facebook".into()),
+            title: Some("Rex".into()),
+            token,
+            result_id: None,
+            image: Some(photo()),
+        }
+    }
+
+    fn run(form: ShareForm, results: &Mem, shares: &Mem) -> Result<Shared, Failure> {
+        let opts = RenderOptions::default();
+        let fingerprint = opts.fingerprint();
+        futures::executor::block_on(share(form, &ctx(&fingerprint), results, shares, |job| {
+            let opts = &opts;
+            async move { job.run(opts) }
+        }))
+    }
+
+    fn code(r: Result<Shared, Failure>) -> (u16, &'static str) {
+        match r {
+            Err(Failure::Refused(r)) => (r.status, r.code),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_share_stores_its_images_then_its_manifest() {
+        let (results, shares) = (Mem::default(), Mem::default());
+        let t = token::sign(SECRET, &"ab".repeat(16), NOW + 60);
+        let made = run(upload(Some(t.clone())), &results, &shares).unwrap();
+        assert!(!made.existing && !made.used_card_subjects);
+        let id = made.response.id.clone();
+        assert!(
+            made.response
+                .share_url
+                .starts_with("https://pets.example/s/")
+        );
+        let puts = shares.puts.borrow().clone();
+        assert_eq!(puts.len(), 5, "{puts:?}");
+        assert_eq!(puts.last().unwrap(), &keys::manifest(&id), "manifest last");
+        for key in [
+            keys::image(&id),
+            keys::og(&id),
+            keys::pinterest(&id),
+            keys::square(&id),
+        ] {
+            assert!(puts.contains(&key), "{key} stored");
+        }
+        assert!(
+            results.puts.borrow().is_empty(),
+            "nothing written to the results"
+        );
+
+        // The same picture and title again: the stored share, nothing rendered or written.
+        let again = run(upload(Some(t)), &results, &shares).unwrap();
+        assert!(again.existing);
+        assert_eq!(again.response.id, id);
+        assert_eq!(shares.puts.borrow().len(), 5);
+    }
+
+    #[test]
+    fn a_store_failing_half_way_leaves_no_manifest() {
+        let t = token::sign(SECRET, &"ab".repeat(16), NOW + 60);
+        for fail_from in 0..5 {
+            let shares = Mem {
+                fail_from_put: Some(fail_from),
+                ..Mem::default()
+            };
+            let r = run(upload(Some(t.clone())), &Mem::default(), &shares);
+            assert!(matches!(r, Err(Failure::Storage(_))), "{r:?}");
+            let stored = shares.objects.borrow();
+            assert!(
+                !stored.keys().any(|k| k.ends_with("/meta.json")),
+                "failing from put {fail_from}: {:?}",
+                stored.keys()
+            );
+        }
+        let down = Mem {
+            unreachable: true,
+            ..Mem::default()
+        };
+        assert!(matches!(
+            run(upload(Some(t)), &Mem::default(), &down),
+            Err(Failure::Storage(_))
+        ));
+    }
+
+    #[test]
+    fn uploads_and_results_need_their_tokens() {
+        let (results, shares) = (Mem::default(), Mem::default());
+        assert_eq!(
+            code(run(upload(None), &results, &shares)),
+            (400, "missing_token")
+        );
+        let forged = token::sign(b"another secret entirely", &"ab".repeat(16), NOW + 60);
+        assert_eq!(
+            code(run(upload(Some(forged)), &results, &shares)),
+            (403, "invalid_token")
+        );
+        let expired = token::sign(SECRET, &"ab".repeat(16), NOW - 1);
+        assert_eq!(
+            code(run(upload(Some(expired)), &results, &shares)),
+            (403, "token_expired")
+        );
+        assert!(
+            shares.puts.borrow().is_empty(),
+            "nothing stored without a token"
+        );
+
+        // A stored result: its own token only.
+        let id = "cd".repeat(16);
+        results
+            .objects
+            .borrow_mut()
+            .insert(keys::result(&id), photo());
+        let of = |result_id: &str, token: String| ShareForm {
+            platform: Some("x".into()),
+            result_id: Some(result_id.into()),
+            token: Some(token),
+            ..ShareForm::default()
+        };
+        let other = token::sign(SECRET, &"ab".repeat(16), NOW + 60);
+        assert_eq!(
+            code(run(of(&id, other), &results, &shares)),
+            (403, "invalid_token")
+        );
+        let own = token::sign(SECRET, &id, NOW + 60);
+        let made = run(of(&id, own.clone()), &results, &shares).unwrap();
+        assert!(!made.used_card_subjects, "this result has no card subjects");
+        let ghost = "ef".repeat(16);
+        let t = token::sign(SECRET, &ghost, NOW + 60);
+        assert_eq!(
+            code(run(of(&ghost, t), &results, &shares)),
+            (404, "result_not_found")
+        );
+        assert_eq!(
+            code(run(of("../../etc/passwd", own), &results, &shares)),
+            (404, "result_not_found")
+        );
+        let none = ShareForm {
+            platform: Some("x".into()),
+            ..ShareForm::default()
+        };
+        assert_eq!(code(run(none, &results, &shares)), (400, "missing_image"));
+    }
+
+    #[test]
+    fn a_result_shares_from_its_card_subjects_with_the_same_bytes() {
+        let picture = photo();
+        let decoded = intake::decode(&picture, &Limits::default()).unwrap().image;
+        let subjects = CardSubjects::new(&decoded, &picture).unwrap().unwrap();
+        let id = "cd".repeat(16);
+        let with = Mem::default();
+        with.objects
+            .borrow_mut()
+            .insert(keys::result(&id), picture.clone());
+        with.objects
+            .borrow_mut()
+            .insert(keys::card_subjects(&id), subjects.to_bytes().unwrap());
+        let without = Mem::default();
+        without
+            .objects
+            .borrow_mut()
+            .insert(keys::result(&id), picture);
+        let form = || ShareForm {
+            platform: Some("pinterest".into()),
+            result_id: Some(id.clone()),
+            token: Some(token::sign(SECRET, &id, NOW + 60)),
+            ..ShareForm::default()
+        };
+        let (a_shares, b_shares) = (Mem::default(), Mem::default());
+        let a = run(form(), &with, &a_shares).unwrap();
+        let b = run(form(), &without, &b_shares).unwrap();
+        assert!(a.used_card_subjects && !b.used_card_subjects);
+        assert_eq!(a.response.id, b.response.id);
+        assert_eq!(*a_shares.objects.borrow(), *b_shares.objects.borrow());
     }
 }

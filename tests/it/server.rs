@@ -134,6 +134,12 @@ fn the_whole_flow_on_a_real_socket() {
 #[test]
 fn bad_inputs_get_clear_4xx_and_the_server_lives() {
     let mut server = Server::start("e2e-bad", &[]);
+    // Uploads to share need a token the server signed (for any result).
+    let token = shared::token::sign(
+        tests::SHARE_TOKEN_SECRET.as_bytes(),
+        &"ab".repeat(16),
+        u64::MAX / 2,
+    );
     let jpeg = read("intake/rgb.jpg");
     let mut huge_exif = vec![0xFF, 0xD8, 0xFF, 0xE1];
     let exif_len: u16 = 65_000;
@@ -195,7 +201,11 @@ fn bad_inputs_get_clear_4xx_and_the_server_lives() {
         );
         let r = server.post_form(
             "/api/v2/share-image",
-            &[("image", Some("x"), bytes), ("platform", None, b"x")],
+            &[
+                ("image", Some("x"), bytes),
+                ("token", None, token.as_bytes()),
+                ("platform", None, b"x"),
+            ],
             false,
         );
         assert_eq!(
@@ -245,18 +255,19 @@ fn bad_inputs_get_clear_4xx_and_the_server_lives() {
         "/api/v2/share-image",
         &[
             ("image", Some("x"), &photo),
+            ("token", None, token.as_bytes()),
             ("platform", None, b"friendster"),
         ],
         false,
     );
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_platform"));
     let id = "0123456789abcdef0123456789abcdef";
-    let token = format!("{id}.9999999999.{}", "0".repeat(64));
+    let forged = format!("{id}.9999999999.{}", "0".repeat(64));
     let r = server.post_form(
         "/api/v2/share-image",
         &[
             ("result_id", None, id.as_bytes()),
-            ("token", None, token.as_bytes()),
+            ("token", None, forged.as_bytes()),
             ("platform", None, b"x"),
         ],
         false,

@@ -4,8 +4,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Args;
 use shared::{
-    compose::{self, OutputType},
-    encode::{self, OutputFormat},
+    cutout::{self, CutoutOptions},
     intake::{self, Limits},
 };
 
@@ -26,7 +25,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Time the whole cut-out of this photo instead (bytes in, RGBA PNG bytes out: decode,
-    /// preprocess, inference, mask, compose, encode), the same work as rembg's `remove()`.
+    /// preprocess, inference, mask, compose, encode: `shared::cutout`, what the API runs), the
+    /// same work as rembg's `remove()`.
     #[arg(long)]
     pub photo: Option<PathBuf>,
 }
@@ -58,13 +58,14 @@ fn cutout_png(seg: &Segmenter, bytes: &[u8]) -> anyhow::Result<(Vec<u8>, [f64; 4
             t = Instant::now();
         }
     };
+    let opts = CutoutOptions::default();
     let decoded = intake::decode(bytes, &Limits::default())?;
     lap(&mut stages[0]);
     let mask = seg.masks(&[&decoded.rgb8()]).pop().expect("one mask");
     lap(&mut stages[1]);
-    let out = compose::compose(&decoded.image, &mask, OutputType::Rgba);
+    let out = cutout::compose(&decoded.image, mask, &opts);
     lap(&mut stages[2]);
-    let png = encode::encode(&out, OutputFormat::Png).map_err(anyhow::Error::msg)?;
+    let png = cutout::encode(&out, &opts).map_err(anyhow::Error::msg)?;
     lap(&mut stages[3]);
     Ok((png, stages))
 }

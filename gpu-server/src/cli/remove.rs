@@ -11,8 +11,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::{
-    compose::{self, MaskOptions, OutputType},
-    encode::{self, OutputFormat},
+    compose::{MaskOptions, OutputType},
+    cutout::{self, CutoutOptions},
+    encode::OutputFormat,
     intake::{self, Limits},
 };
 
@@ -43,6 +44,20 @@ pub struct RemoveArgs {
     pub format: OutputFormat,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+impl RemoveArgs {
+    /// The cut-out's options, as the API's form gives them.
+    pub fn cutout_options(&self) -> CutoutOptions {
+        CutoutOptions {
+            output: self.output_type,
+            mask: MaskOptions {
+                threshold: self.threshold,
+                reverse: self.reverse,
+            },
+            format: self.format,
+        }
+    }
 }
 
 fn parse_threshold(s: &str) -> Result<f32, String> {
@@ -97,17 +112,13 @@ fn output_path(args: &RemoveArgs, single: bool, input: &Path) -> PathBuf {
 fn process(seg: &Segmenter, args: &RemoveArgs, input: &Path, output: &Path) -> anyhow::Result<()> {
     let bytes = fs::read(input).context("cannot read the file")?;
     let decoded = intake::decode(&bytes, &Limits::default())?;
-    let rgb = decoded.rgb8();
-    let mut mask = seg.masks(&[&rgb]).pop().expect("one mask per photo");
-    compose::refine_mask(
-        &mut mask,
-        MaskOptions {
-            threshold: args.threshold,
-            reverse: args.reverse,
-        },
-    );
-    let result = compose::compose(&decoded.image, &mask, args.output_type);
-    let encoded = encode::encode(&result, args.format).map_err(anyhow::Error::msg)?;
+    let mask = seg
+        .masks(&[&decoded.rgb8()])
+        .pop()
+        .expect("one mask per photo");
+    let encoded = cutout::finish(&decoded.image, mask, &args.cutout_options())
+        .map_err(anyhow::Error::msg)?
+        .bytes;
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

@@ -1,10 +1,11 @@
 //! Service settings: every one a flag and an environment variable, with defaults that work on a
-//! laptop. The original service's variable names are accepted as they were.
+//! laptop. The original service's variable names are accepted as they were. Those the Worker
+//! reads too take their names and defaults from `shared::settings`.
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
-use shared::render::RenderOptions;
+use shared::{render::RenderOptions, settings as s};
 
 use crate::{
     cli::ModelArgs,
@@ -36,28 +37,28 @@ pub struct ServeArgs {
     pub storage_timeout_secs: u64,
 
     /// Public base URL for share links and og: tags, no trailing slash. Default: the request's Host.
-    #[arg(long, env = "PUBLIC_BASE_URL")]
+    #[arg(long, env = s::PUBLIC_BASE_URL.env)]
     pub public_base_url: Option<String>,
     /// Where the share page's "make your own" link points.
-    #[arg(long, env = "SHOP_URL", default_value = "/")]
+    #[arg(long, env = s::SHOP_URL.env, default_value = s::SHOP_URL.default)]
     pub shop_url: String,
     /// Name shown on share pages.
-    #[arg(long, env = "SITE_NAME", default_value = "Pet Cutout")]
+    #[arg(long, env = s::SITE_NAME.env, default_value = s::SITE_NAME.default)]
     pub site_name: String,
 
     /// HMAC secret for share tokens (shared with the edge Worker). Unset: a random one per
     /// process, so tokens do not survive a restart.
-    #[arg(long, env = "SHARE_TOKEN_SECRET", hide_env_values = true)]
+    #[arg(long, env = s::SHARE_TOKEN_SECRET.env, hide_env_values = true)]
     pub share_token_secret: Option<String>,
     /// Lifetime of a share token, seconds.
     #[arg(long, env = "SHARE_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub share_token_ttl_secs: u64,
 
     /// Largest upload in bytes.
-    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 25_000_000)]
+    #[arg(long, env = s::MAX_UPLOAD_BYTES.env, default_value = s::MAX_UPLOAD_BYTES.default)]
     pub max_upload_bytes: usize,
     /// Largest upload in pixels (width × height, read from the header before decoding).
-    #[arg(long, env = "MAX_PIXELS", default_value_t = 50_000_000)]
+    #[arg(long, env = s::MAX_PIXELS.env, default_value = s::MAX_PIXELS.default)]
     pub max_pixels: u64,
 
     /// Images being processed at once (decoded, queued or in inference); beyond it: 503.
@@ -77,7 +78,7 @@ pub struct ServeArgs {
     pub request_timeout_secs: u64,
 
     /// Origins allowed to call the API from a browser, comma-separated (`*` for any).
-    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = s::CORS_ALLOWED_ORIGINS.env, value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
 
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
@@ -99,26 +100,22 @@ pub struct ServeArgs {
     #[arg(long, env = "WATERMARK_LOGO")]
     pub watermark_logo: Option<PathBuf>,
     /// Watermark text under the logo (for example the shop's name).
-    #[arg(long, env = "WATERMARK_TEXT")]
+    #[arg(long, env = s::WATERMARK_TEXT.env)]
     pub watermark_text: Option<String>,
     /// Watermark position: nw, n, ne, w, center, e, sw, s, se or tile.
-    #[arg(long, env = "WATERMARK_GRAVITY", default_value = "se")]
+    #[arg(long, env = s::WATERMARK_GRAVITY.env, default_value = s::WATERMARK_GRAVITY.default)]
     pub watermark_gravity: String,
     /// Distance from the edges: pixels (24) or a fraction of the shorter side (0.03, 3%).
-    #[arg(long, env = "WATERMARK_OFFSET", default_value = "0.03")]
+    #[arg(long, env = s::WATERMARK_OFFSET.env, default_value = s::WATERMARK_OFFSET.default)]
     pub watermark_offset: String,
     /// Watermark opacity, 0..1.
-    #[arg(long, env = "WATERMARK_OPACITY", default_value_t = 0.85)]
+    #[arg(long, env = s::WATERMARK_OPACITY.env, default_value = s::WATERMARK_OPACITY.default)]
     pub watermark_opacity: f32,
     /// Logo width relative to the shorter side.
-    #[arg(long, env = "WATERMARK_SCALE", default_value_t = 0.14)]
+    #[arg(long, env = s::WATERMARK_SCALE.env, default_value = s::WATERMARK_SCALE.default)]
     pub watermark_scale: f32,
     /// Behind transparent cut-outs when shared: blur, white, #rrggbb or gradient:#top|#bottom.
-    #[arg(
-        long,
-        env = "SHARE_BACKGROUND",
-        default_value = "gradient:#faf6f0|#e2e8f0"
-    )]
+    #[arg(long, env = s::SHARE_BACKGROUND.env, default_value = s::SHARE_BACKGROUND.default)]
     pub share_background: String,
 }
 
@@ -198,15 +195,21 @@ impl ServeArgs {
             None => None,
         };
         let vars = [
-            ("WATERMARK_TEXT", self.watermark_text.clone()),
-            ("WATERMARK_GRAVITY", Some(self.watermark_gravity.clone())),
-            ("WATERMARK_OFFSET", Some(self.watermark_offset.clone())),
+            (s::WATERMARK_TEXT.env, self.watermark_text.clone()),
             (
-                "WATERMARK_OPACITY",
+                s::WATERMARK_GRAVITY.env,
+                Some(self.watermark_gravity.clone()),
+            ),
+            (s::WATERMARK_OFFSET.env, Some(self.watermark_offset.clone())),
+            (
+                s::WATERMARK_OPACITY.env,
                 Some(self.watermark_opacity.to_string()),
             ),
-            ("WATERMARK_SCALE", Some(self.watermark_scale.to_string())),
-            ("SHARE_BACKGROUND", Some(self.share_background.clone())),
+            (
+                s::WATERMARK_SCALE.env,
+                Some(self.watermark_scale.to_string()),
+            ),
+            (s::SHARE_BACKGROUND.env, Some(self.share_background.clone())),
         ];
         let var = |name: &str| {
             vars.iter()

@@ -85,7 +85,7 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         secret,
         token_ttl: std::time::Duration::from_secs(args.share_token_ttl_secs.max(60)),
         render_fingerprint: render.fingerprint(),
-        render,
+        render: Arc::new(render),
         process_slots: Arc::new(Semaphore::new(queue)),
         render_slots: Arc::new(Semaphore::new(args.render_concurrency.max(1))),
         request_timeout: args.request_timeout(),
@@ -102,17 +102,10 @@ pub fn app(state: AppState, cors_origins: &[String]) -> Router {
     let upload_limit = state.limits.max_bytes + (1 << 20);
     let (router, api) = openapi::router(upload_limit).split_for_parts();
     let api = Arc::new(api);
-    router
+    let router = router
         .fallback(routes::no_route)
-        .layer(axum::Extension(api))
-        .layer(routes::cors(cors_origins))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            routes::track,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            routes::panic_response,
-        ))
+        .layer(axum::Extension(api));
+    routes::layers(router, &state, cors_origins)
         .layer(DefaultBodyLimit::max(64 << 10))
         .with_state(state)
 }

@@ -33,7 +33,7 @@ pub struct Inner {
     pub limits: Limits,
     pub secret: Vec<u8>,
     pub token_ttl: Duration,
-    pub render: RenderOptions,
+    pub render: Arc<RenderOptions>,
     pub render_fingerprint: String,
     /// Admission for processing: one permit per image decoded, queued or inferred.
     pub process_slots: Arc<Semaphore>,

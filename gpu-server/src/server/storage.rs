@@ -180,6 +180,22 @@ fn prefix_of(loc: &str) -> Option<String> {
     (!prefix.is_empty()).then(|| prefix.to_owned())
 }
 
+/// The share flow's view of a store (`shared::publish`), over the same bounded calls.
+impl shared::publish::Store for Store {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match Store::get(self, key).await {
+            Ok(bytes) => Ok(bytes.map(Vec::from)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn put(&self, object: shared::publish::Object) -> Result<(), String> {
+        Store::put(self, &object.key, object.bytes)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,11 @@ fn args(extra: &[&str]) -> ServeArgs {
     Wrap::parse_from(argv).args
 }
 
+/// A share token this service signed (an upload needs one, for any result).
+fn upload_token(state: &AppState) -> String {
+    shared::token::sign(&state.secret, &"ab".repeat(16), u64::MAX / 2)
+}
+
 async fn setup(extra: &[&str]) -> (AppState, Router) {
     let a = args(extra);
     let state = build_state(&a).expect("state");
@@ -530,13 +535,30 @@ async fn processing_errors_have_stable_codes() {
 
 #[tokio::test]
 async fn shares_an_upload_and_serves_its_page_and_images() {
-    let (_, router) = setup(&["--public-base-url", "https://pets.example"]).await;
+    let (state, router) = setup(&["--public-base-url", "https://pets.example"]).await;
     let img = photo();
+    let token = upload_token(&state);
+    // Without a token nothing is stored: the shop's bucket is not public image hosting.
+    let refused = post(
+        &router,
+        "/api/v2/share-image",
+        &[
+            ("image", Some("cat.png"), &img),
+            ("platform", None, b"facebook"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (StatusCode::BAD_REQUEST, "missing_token")
+    );
     let a = post(
         &router,
         "/api/v2/share-image",
         &[
             ("image", Some("cat.png"), &img),
+            ("token", None, token.as_bytes()),
             ("platform", None, b"facebook"),
             ("title", None, b"Rex <3 & me"),
         ],
@@ -598,6 +620,7 @@ async fn shares_an_upload_and_serves_its_page_and_images() {
         "/api/v2/share-image",
         &[
             ("image", Some("cat.png"), &img),
+            ("token", None, token.as_bytes()),
             ("platform", None, b"x"),
             ("title", None, b"Rex <3 & me"),
         ],
@@ -690,6 +713,7 @@ async fn shares_a_processed_result_with_its_token_only() {
         "/api/v2/share-image",
         &[
             ("image", Some("cut-out.png"), &result),
+            ("token", None, token.as_bytes()),
             ("platform", None, b"facebook"),
             ("title", None, b"uploaded"),
         ],
@@ -776,7 +800,11 @@ async fn shares_a_processed_result_with_its_token_only() {
             "missing_image",
         ),
         (
-            vec![("image", Some("a"), b"nope"), ("platform", None, b"x")],
+            vec![
+                ("image", Some("a"), b"nope"),
+                ("token", None, token.as_bytes()),
+                ("platform", None, b"x"),
+            ],
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_format",
         ),
@@ -860,7 +888,11 @@ async fn unreachable_storage_still_removes_but_refuses_to_share() {
     let s = post(
         &router,
         "/api/v2/share-image",
-        &[("image", Some("cat.png"), &img), ("platform", None, b"x")],
+        &[
+            ("image", Some("cat.png"), &img),
+            ("token", None, upload_token(&state).as_bytes()),
+            ("platform", None, b"x"),
+        ],
         false,
     )
     .await;
@@ -1047,4 +1079,43 @@ async fn half_precision_is_reported_cached_apart_and_close() {
     assert_eq!(v["precision"], "f32");
     let notes = v["notes"].to_string();
     assert!(notes.contains("ENABLE_GPU_OPTIMIZATIONS"), "{notes}");
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_plain_and_made_otherwise() {
+    let (_, router) = setup(&[]).await;
+    let with_id = |id: &'static str| {
+        Request::get("/version")
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let kept = send(&router, with_id("trace-abc_1.2")).await;
+    assert_eq!(kept.header("x-request-id"), "trace-abc_1.2");
+    assert!(!kept.header("x-app-commit").is_empty());
+    for made_up in ["a b<script>", ""] {
+        let replaced = send(&router, with_id(made_up)).await;
+        let id = replaced.header("x-request-id");
+        let (prefix, counter) = id.split_once('-').expect("<prefix>-<counter>");
+        assert!(
+            prefix.len() == 8 && prefix.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(counter.parse::<u64>().is_ok(), "{id}");
+    }
+    let fresh = get(&router, "/version").await;
+    assert_ne!(
+        fresh.header("x-request-id"),
+        send(
+            &router,
+            Request::get("/version").body(Body::empty()).unwrap()
+        )
+        .await
+        .header("x-request-id")
+    );
+    let metrics = get(&router, "/metrics").await.text();
+    assert!(
+        metrics.contains("route=\"/version\"") && metrics.contains("status=\"200\""),
+        "{metrics}"
+    );
 }

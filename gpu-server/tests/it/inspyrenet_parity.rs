@@ -407,7 +407,7 @@ fn full_fixture() -> (PathBuf, Device, InSPyReNet) {
 
 /// The real Swin-B configuration. Generate its fixture first (~430 MB, ~1 min):
 /// `.cache/refvenv-inspyrenet/bin/python scripts/generate_inspyrenet_reference.py --full DIR`, then
-/// `INSPYRENET_FULL_FIXTURE=DIR cargo test --release -p gpu-server --test inspyrenet_parity -- --ignored`.
+/// `INSPYRENET_FULL_FIXTURE=DIR cargo test --release -p gpu-server --test it inspyrenet_parity -- --ignored`.
 #[test]
 #[ignore = "needs the generated full-size fixture: INSPYRENET_FULL_FIXTURE"]
 fn full_swin_b_matches_reference() {

@@ -5,7 +5,7 @@
 //! with `threshold=None`. One file per upstream block; field names are the checkpoint's keys, so
 //! `ckpt_base.pth` / `ckpt_fast.pth` load without renaming ([`weights`]). The numerics follow
 //! upstream exactly, quirks included (see each block's docs); parity is tested stage by stage
-//! against the reference code (`gpu-server/tests/inspyrenet_parity.rs`).
+//! against the reference code (`gpu-server/tests/it/inspyrenet_parity.rs`).
 //!
 //! | upstream                         | here                                   |
 //! |----------------------------------|----------------------------------------|

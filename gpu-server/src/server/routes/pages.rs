@@ -11,9 +11,9 @@ use shared::{
     page::{escape, not_found_page, share_page as render_page},
 };
 
-use super::{immutable, process::storage_unavailable, wants_json};
+use super::{immutable, wants_json};
 use crate::server::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, storage_unavailable},
     state::AppState,
 };
 
@@ -76,7 +76,7 @@ async fn share_file(
 ) -> AppResult<Response> {
     let not_found = || AppError::not_found("share_not_found", "no such share image");
     let (id, file) = ShareFile::parse(name, under_og).ok_or_else(not_found)?;
-    let etag = format!("{id}-{file:?}").to_lowercase();
+    let etag = format!("{id}-{}", file.name());
     let bytes = state
         .customer
         .get(&file.key(&id))

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use image::DynamicImage;
 use shared::{
     api::{ErrorBody, RemoveResponse, keys},
-    compose::{MaskOptions, OutputType, compose, refine_mask},
-    encode::{OutputFormat, encode},
+    compose::{MaskOptions, OutputType},
+    cutout::{self, CutoutOptions},
+    encode::OutputFormat,
     ids::{content_id, is_valid_id},
     intake::{self, ImageFormat},
     render::CardSubjects,
@@ -25,7 +26,7 @@ use super::{Form, immutable, read_form, wants_json};
 use crate::{
     model::ModelKind,
     server::{
-        error::{AppError, AppResult, RETRY_AFTER_SECS},
+        error::{AppError, AppResult, RETRY_AFTER_SECS, storage_unavailable},
         state::{AppState, unix_now},
     },
 };
@@ -50,12 +51,10 @@ pub struct RemoveForm {
     model: Option<String>,
 }
 
-/// Processing options, validated.
+/// Processing options, validated: the cut-out's and the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
-    pub output: OutputType,
-    pub mask: MaskOptions,
-    pub format: OutputFormat,
+    pub cutout: CutoutOptions,
     pub model: ModelKind,
 }
 
@@ -118,19 +117,29 @@ impl Options {
             None => served,
         };
         Ok(Options {
-            output,
-            mask: MaskOptions { threshold, reverse },
-            format,
+            cutout: CutoutOptions {
+                output,
+                mask: MaskOptions { threshold, reverse },
+                format,
+            },
             model,
         })
     }
 
     /// Every part of the options that changes the output bytes, for the cache key, with the
     /// engine's `variant` (resize and precision when not the model's defaults).
+    ///
+    /// Written field by field with each type's `Display` (never `Debug`); the threshold is
+    /// spelled `None` / `Some(0.5)` as result ids have always hashed it (pinned by a test).
     fn key(&self, variant: &str) -> String {
+        let c = &self.cutout;
+        let threshold = c
+            .mask
+            .threshold
+            .map_or_else(|| "None".to_owned(), |t| format!("Some({t:?})"));
         format!(
-            "v1|{}{variant}|{}|{:?}|{}|{}",
-            self.model, self.output, self.mask.threshold, self.mask.reverse, self.format
+            "v1|{}{variant}|{}|{threshold}|{}|{}",
+            self.model, c.output, c.mask.reverse, c.format
         )
     }
 }
@@ -303,60 +312,68 @@ pub async fn remove_background(
 }
 
 /// Decode → infer → compose → encode, admitted by a permit and bounded by the request timeout.
+///
+/// The work runs as a task of its own that holds the permit: a request that times out answers
+/// at once, but its slot stays taken until the work (and its decoded image) is really gone, so
+/// memory stays bounded by `QUEUE_SIZE` images even under timeouts.
 async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<Output> {
     let Ok(permit) = state.process_slots.clone().try_acquire_owned() else {
         return Err(AppError::busy());
     };
+    let work = tokio::spawn(pipeline(state.clone(), bytes, options, permit));
+    match tokio::time::timeout(state.request_timeout, work).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => Err(AppError::Internal(format!("processing task: {e}"))),
+        Err(_) => Err(AppError::unavailable(
+            "timeout",
+            format!(
+                "processing took longer than {} s; please retry",
+                state.request_timeout.as_secs()
+            ),
+            RETRY_AFTER_SECS,
+        )),
+    }
+}
+
+async fn pipeline(
+    state: AppState,
+    bytes: Bytes,
+    options: Options,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) -> AppResult<Output> {
     let limits = state.limits;
-    let work = async {
-        let decoded = tokio::task::spawn_blocking(move || intake::decode(&bytes, &limits))
-            .await
-            .map_err(|e| AppError::Internal(format!("decode task: {e}")))??;
-        // Hand the model RGB; keep the original (alpha, 16-bit) only when it differs.
-        let (rgb, original) = match decoded.image {
-            DynamicImage::ImageRgb8(rgb) => (rgb, None),
-            other => (other.to_rgb8(), Some(other)),
-        };
-        let inferred = state.engine.infer(rgb).await?;
-        tracing::debug!(
-            infer_ms = inferred.infer_ms,
-            queued_ms = inferred.queued_ms,
-            batch = inferred.batch,
-            "inferred"
-        );
-        let image = original.unwrap_or(DynamicImage::ImageRgb8(inferred.rgb));
-        let mut mask = inferred.mask;
-        tokio::task::spawn_blocking(move || {
-            refine_mask(&mut mask, options.mask);
-            let out = compose(&image, &mask, options.output);
-            let bytes = encode(&out, options.format).map_err(AppError::Internal)?;
-            // The pixels the stored file decodes to: lossless formats only.
-            let lossless = matches!(options.format, OutputFormat::Png | OutputFormat::Webp);
-            Ok::<_, AppError>(Output {
-                bytes: Bytes::from(bytes),
-                content_type: options.format.mime(),
-                width: out.width(),
-                height: out.height(),
-                picture: lossless.then_some(out),
-            })
-        })
+    let decoded = tokio::task::spawn_blocking(move || intake::decode(&bytes, &limits))
         .await
-        .map_err(|e| AppError::Internal(format!("encode task: {e}")))?
+        .map_err(|e| AppError::Internal(format!("decode task: {e}")))??;
+    // Hand the model RGB; keep the original (alpha, 16-bit) only when it differs.
+    let (rgb, original) = match decoded.image {
+        DynamicImage::ImageRgb8(rgb) => (rgb, None),
+        other => (other.to_rgb8(), Some(other)),
     };
-    let out = tokio::time::timeout(state.request_timeout, work)
-        .await
-        .map_err(|_| {
-            AppError::unavailable(
-                "timeout",
-                format!(
-                    "processing took longer than {} s; please retry",
-                    state.request_timeout.as_secs()
-                ),
-                RETRY_AFTER_SECS,
-            )
-        })?;
-    drop(permit);
-    out
+    let inferred = state.engine.infer(rgb).await?;
+    tracing::debug!(
+        infer_ms = inferred.infer_ms,
+        queued_ms = inferred.queued_ms,
+        batch = inferred.batch,
+        "inferred"
+    );
+    let image = original.unwrap_or(DynamicImage::ImageRgb8(inferred.rgb));
+    let mask = inferred.mask;
+    tokio::task::spawn_blocking(move || {
+        let done = cutout::finish(&image, mask, &options.cutout).map_err(AppError::Internal)?;
+        let (width, height) = (done.width(), done.height());
+        // The pixels the stored file decodes to: lossless formats only.
+        let picture = done.is_lossless().then_some(done.picture);
+        Ok::<_, AppError>(Output {
+            bytes: Bytes::from(done.bytes),
+            content_type: done.content_type,
+            width,
+            height,
+            picture,
+        })
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("encode task: {e}")))?
 }
 
 /// A processed result, by id (content-addressed, immutable).
@@ -390,15 +407,6 @@ pub async fn get_result(
     Ok(immutable(&headers, &id, sniffed_type(&bytes), bytes))
 }
 
-pub fn storage_unavailable(e: impl std::fmt::Display) -> AppError {
-    tracing::warn!(error = %e, "storage unavailable");
-    AppError::unavailable(
-        "storage_unavailable",
-        "storage is unavailable right now; please retry",
-        RETRY_AFTER_SECS,
-    )
-}
-
 /// Makes a result's share-ready card subjects and stores them beside it, after the answer (about
 /// 15 ms of CPU for a 1024² cut-out, kept off the request). Best effort: a share of a result
 /// without them makes its cards from the result, with the same bytes, and the subjects carry
@@ -425,4 +433,38 @@ fn store_card_subjects(state: &AppState, id: &str, picture: DynamicImage, encode
             tracing::warn!(error = %e, "cannot store the share-ready card subjects");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Result ids are cache keys of stored results: a change here orphans every cached result.
+    #[test]
+    fn result_keys_are_unchanged() {
+        let options = |output, threshold, reverse, format| Options {
+            cutout: CutoutOptions {
+                output,
+                mask: MaskOptions { threshold, reverse },
+                format,
+            },
+            model: ModelKind::U2netp,
+        };
+        let default = options(OutputType::Rgba, None, false, OutputFormat::Png);
+        assert_eq!(default.key(""), "v1|u2netp|rgba|None|false|png");
+        assert_eq!(
+            content_id(&[b"photo", default.key("").as_bytes()]),
+            content_id(&[b"photo", b"v1|u2netp|rgba|None|false|png"])
+        );
+        let custom = options(
+            OutputType::Color([1, 2, 3]),
+            Some(0.5),
+            true,
+            OutputFormat::Webp,
+        );
+        assert_eq!(
+            custom.key("@640"),
+            "v1|u2netp@640|color:1,2,3|Some(0.5)|true|webp"
+        );
+    }
 }

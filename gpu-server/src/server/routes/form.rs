@@ -1,0 +1,116 @@
+//! The multipart form reader of the upload routes: at most one file (`image`), refused as soon
+//! as it crosses the size limit, and a few short text fields.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Multipart, multipart::MultipartRejection},
+    http::StatusCode,
+};
+use bytes::{Bytes, BytesMut};
+
+use crate::server::error::{AppError, AppResult};
+
+/// A parsed multipart form: at most one file (`image`) and a few short text fields.
+#[derive(Debug, Default)]
+pub struct Form {
+    pub image: Option<Bytes>,
+    pub fields: HashMap<String, String>,
+}
+
+impl Form {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+const MAX_FIELDS: usize = 16;
+const MAX_FIELD_BYTES: usize = 2048;
+
+fn multipart_error(e: impl std::fmt::Display) -> AppError {
+    AppError::bad(
+        "invalid_multipart",
+        format!("the request is not a valid multipart/form-data upload: {e}"),
+    )
+}
+
+/// Read a multipart form, refusing a file over `max_bytes` as soon as it crosses the limit.
+pub async fn read_form(
+    multipart: Result<Multipart, MultipartRejection>,
+    max_bytes: usize,
+) -> AppResult<Form> {
+    let mut multipart = multipart.map_err(|e| {
+        AppError::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_multipart",
+            format!("expected a multipart/form-data body with an `image` field: {e}"),
+        )
+    })?;
+    let mut form = Form::default();
+    let mut count = 0;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        count += 1;
+        if count > MAX_FIELDS {
+            return Err(AppError::bad("invalid_multipart", "too many form fields"));
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "image" {
+            if form.image.is_some() {
+                return Err(AppError::bad(
+                    "invalid_multipart",
+                    "more than one `image` field",
+                ));
+            }
+            if field.file_name().is_none() {
+                return Err(AppError::bad(
+                    "invalid_multipart",
+                    "`image` must be a file, not a text field",
+                ));
+            }
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = field.chunk().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::status(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "file_too_large",
+                        format!("the upload is larger than the limit of {max_bytes} bytes"),
+                    )
+                } else {
+                    multipart_error(e)
+                }
+            })? {
+                if buf.len() + chunk.len() > max_bytes {
+                    return Err(AppError::status(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "file_too_large",
+                        format!("the file is larger than the limit of {max_bytes} bytes"),
+                    ));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            form.image = Some(buf.freeze());
+        } else {
+            let mut buf = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                if buf.len() + chunk.len() > MAX_FIELD_BYTES {
+                    return Err(AppError::bad(
+                        "invalid_option",
+                        format!("the field `{name}` is longer than {MAX_FIELD_BYTES} bytes"),
+                    ));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            let value = String::from_utf8(buf).map_err(|_| {
+                AppError::bad(
+                    "invalid_option",
+                    format!("the field `{name}` is not UTF-8 text"),
+                )
+            })?;
+            form.fields.insert(name, value);
+        }
+    }
+    Ok(form)
+}
