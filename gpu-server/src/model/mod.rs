@@ -9,4 +9,5 @@ mod segmenter;
 pub mod u2netp;
 
 pub use precision::{Precision, softmax};
-pub use segmenter::{Backend, ModelKind, Segmenter, postprocess_u2netp, preprocess_u2netp};
+pub use segmenter::{Backend, ModelKind, SegmentationModel, Segmenter};
+pub use u2netp::{postprocess_u2netp, preprocess_u2netp};

@@ -1,20 +1,16 @@
-//! From photos to masks: preprocessing, batched inference and postprocessing.
-//!
-//! U²-Netp follows rembg exactly (`SimpleSession.predict` + `BaseSession.normalize`): RGB,
-//! Lanczos resize to 320×320, divide by the image's maximum value, ImageNet mean/std; the fused
-//! map `d0` is min-max normalised, truncated to 8 bits and Lanczos-resized back to the photo.
+//! From photos to masks: the models the product runs ([`ModelKind`]), where they run
+//! ([`Backend`]), and [`Segmenter`], which batches photos through a [`SegmentationModel`] (each
+//! model's own preprocessing and postprocessing live in its folder).
 
 use std::fmt;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, RgbImage};
-use shared::resize::{self, Filter};
 
 use super::{
     assets::{AssetError, ModelDir},
-    inspyrenet::{self, InSPyReNet, Mode, Resize},
+    inspyrenet::{self, Mode, Resize},
     precision::Precision,
-    u2netp::U2Netp,
 };
 
 /// The models the product can run.
@@ -105,53 +101,20 @@ impl Backend {
     }
 }
 
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
-
-/// rembg's `normalize`: Lanczos to 320², divide by the maximum, then mean/std. Returns CHW.
-pub fn preprocess_u2netp(rgb: &RgbImage) -> Vec<f32> {
-    let size = ModelKind::U2netp.input_size();
-    let small = resize::rgb(rgb, size, size, Filter::Lanczos3);
-    preprocess_resized(&small)
-}
-
-/// The normalisation half of [`preprocess_u2netp`], for an image already at 320².
-pub fn preprocess_resized(small: &RgbImage) -> Vec<f32> {
-    let plane = (small.width() * small.height()) as usize;
-    // rembg divides by np.max(image); an all-black image would divide by zero there.
-    let max = f32::from(small.as_raw().iter().copied().max().unwrap_or(0).max(1));
-    let mut chw = vec![0.0f32; 3 * plane];
-    for (i, px) in small.pixels().enumerate() {
-        for c in 0..3 {
-            chw[c * plane + i] = (f32::from(px.0[c]) / max - MEAN[c]) / STD[c];
-        }
-    }
-    chw
-}
-
-/// rembg's mask: min-max normalise, `(pred * 255).astype(uint8)`, Lanczos to the photo's size.
-pub fn postprocess_u2netp(map: &[f32], side: u32, width: u32, height: u32) -> GrayImage {
-    let (lo, hi) = map
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let range = hi - lo;
-    let bytes = map
-        .iter()
-        .map(|&v| {
-            let n = if range > 0.0 { (v - lo) / range } else { 0.0 };
-            (n * 255.0) as u8 // truncation, as numpy's astype
-        })
-        .collect();
-    let small = GrayImage::from_raw(side, side, bytes).expect("map is side×side");
-    resize::gray(&small, width, height, Filter::Lanczos3)
-}
-
-#[derive(Debug)]
-enum Net {
-    U2netp(Box<U2Netp>),
-    Inspyrenet(Box<InSPyReNet>),
+/// What the segmenter needs of a model: its input size, preprocessing, forward pass and
+/// postprocessing. Each model implements it in its own folder (`u2netp/`, `inspyrenet/`), so a
+/// new model touches its folder and [`ModelKind`], nothing else.
+pub trait SegmentationModel: fmt::Debug + Send {
+    /// The network's input (width, height) for a photo of `width`×`height`.
+    fn input_size(&self, width: u32, height: u32) -> (u32, u32);
+    /// The photo as the network's CHW input of `size`.
+    fn preprocess(&self, photo: &RgbImage, size: (u32, u32)) -> Vec<f32>;
+    /// `[B, 3, h, w] -> [B, 1, h, w]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4>;
+    /// One map of `size` back to an 8-bit mask of the photo's `(width, height)`.
+    fn postprocess(&self, map: &[f32], size: (u32, u32), photo: (u32, u32)) -> GrayImage;
+    /// The same model computing in `precision` (its parameters cast once).
+    fn with_precision(self: Box<Self>, precision: Precision) -> Box<dyn SegmentationModel>;
 }
 
 /// A loaded model on a device.
@@ -160,7 +123,7 @@ pub struct Segmenter {
     kind: ModelKind,
     backend: Backend,
     device: Device,
-    net: Net,
+    model: Box<dyn SegmentationModel>,
     /// How InSPyReNet sizes photos (unused by U²-Netp).
     resize: Resize,
     precision: Precision,
@@ -182,15 +145,18 @@ impl Segmenter {
         resize: Resize,
     ) -> Result<Self, LoadError> {
         let device = backend.device().map_err(LoadError::Backend)?;
-        let net = match kind.inspyrenet_mode() {
-            None => Net::U2netp(Box::new(models.load_u2netp(&device)?)),
-            Some(mode) => Net::Inspyrenet(Box::new(models.load_inspyrenet(mode, &device)?)),
+        let model: Box<dyn SegmentationModel> = match kind.inspyrenet_mode() {
+            None => Box::new(models.load_u2netp(&device)?),
+            Some(mode) => Box::new(inspyrenet::Remover::new(
+                models.load_inspyrenet(mode, &device)?,
+                resize,
+            )),
         };
         Ok(Segmenter {
             kind,
             backend,
             device,
-            net,
+            model,
             resize,
             precision: Precision::F32,
         })
@@ -201,12 +167,8 @@ impl Segmenter {
         if precision == self.precision {
             return self;
         }
-        let net = match self.net {
-            Net::U2netp(net) => Net::U2netp(Box::new(precision.cast(*net))),
-            Net::Inspyrenet(net) => Net::Inspyrenet(Box::new(net.with_precision(precision))),
-        };
         Segmenter {
-            net,
+            model: self.model.with_precision(precision),
             precision,
             ..self
         }
@@ -243,10 +205,7 @@ impl Segmenter {
         let flat: Vec<f32> = inputs.iter().flat_map(|v| v.iter().copied()).collect();
         let x = Tensor::<4>::from_data(TensorData::new(flat, [batch, 3, h, w]), &self.device)
             .cast(self.precision.dtype());
-        let y = match &self.net {
-            Net::U2netp(net) => net.forward(x),     // [B, 1, h, w]
-            Net::Inspyrenet(net) => net.forward(x), // [B, 1, h, w], each in [0, 1]
-        };
+        let y = self.model.forward(x); // [B, 1, h, w]
         let data: Vec<f32> = y
             .into_data()
             .convert::<f32>()
@@ -256,21 +215,11 @@ impl Segmenter {
     }
 
     /// Masks at each photo's own size. Photos that share an input size are inferred as one
-    /// batch (always, with static resize).
+    /// batch (always, with a static input size).
     pub fn masks(&self, photos: &[&RgbImage]) -> Vec<GrayImage> {
-        if matches!(self.net, Net::U2netp(_)) {
-            let side = self.kind.input_size();
-            let inputs: Vec<Vec<f32>> = photos.iter().map(|p| preprocess_u2netp(p)).collect();
-            return self
-                .saliency(&inputs, side)
-                .iter()
-                .zip(photos)
-                .map(|(map, p)| postprocess_u2netp(map, side, p.width(), p.height()))
-                .collect();
-        }
         let sizes: Vec<(u32, u32)> = photos
             .iter()
-            .map(|p| self.resize.input_size(p.width(), p.height()))
+            .map(|p| self.model.input_size(p.width(), p.height()))
             .collect();
         let mut masks: Vec<Option<GrayImage>> = vec![None; photos.len()];
         for i in 0..photos.len() {
@@ -282,16 +231,15 @@ impl Segmenter {
                 .collect();
             let inputs: Vec<Vec<f32>> = group
                 .iter()
-                .map(|&j| inspyrenet::preprocess::preprocess(photos[j], sizes[j]))
+                .map(|&j| self.model.preprocess(photos[j], sizes[j]))
                 .collect();
             let maps = self.saliency_wh(&inputs, sizes[i]);
             for (&j, map) in group.iter().zip(maps) {
                 let p = photos[j];
-                masks[j] = Some(inspyrenet::preprocess::postprocess(
-                    &map,
-                    sizes[j],
-                    (p.width(), p.height()),
-                ));
+                masks[j] = Some(
+                    self.model
+                        .postprocess(&map, sizes[j], (p.width(), p.height())),
+                );
             }
         }
         masks
@@ -307,40 +255,4 @@ pub enum LoadError {
     Backend(String),
     #[error(transparent)]
     Assets(#[from] AssetError),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn preprocess_divides_by_max_then_standardises() {
-        let img = RgbImage::from_fn(320, 320, |x, _| {
-            image::Rgb([if x == 0 { 200 } else { 100 }, 0, 0])
-        });
-        let chw = preprocess_resized(&img);
-        assert_eq!(chw.len(), 3 * 320 * 320);
-        assert!((chw[0] - (1.0 - 0.485) / 0.229).abs() < 1e-6);
-        assert!((chw[1] - (0.5 - 0.485) / 0.229).abs() < 1e-6);
-        assert!((chw[320 * 320] - (0.0 - 0.456) / 0.224).abs() < 1e-6);
-    }
-
-    #[test]
-    fn black_image_does_not_divide_by_zero() {
-        let chw = preprocess_resized(&RgbImage::new(320, 320));
-        assert!(chw.iter().all(|v| v.is_finite()));
-    }
-
-    #[test]
-    fn postprocess_min_max_truncates_and_resizes() {
-        let mut map = vec![0.25f32; 4];
-        map[3] = 0.75;
-        map[1] = 0.5;
-        let m = postprocess_u2netp(&map, 2, 2, 2);
-        // (0.5-0.25)/0.5*255 = 127.5 -> 127 (truncated, as numpy does)
-        assert_eq!(m.as_raw(), &[0, 127, 0, 255]);
-        let flat = postprocess_u2netp(&[0.3; 4], 2, 5, 7);
-        assert_eq!(flat.dimensions(), (5, 7));
-        assert!(flat.pixels().all(|p| p.0[0] == 0));
-    }
 }

@@ -86,3 +86,38 @@ impl ModelDir {
         Ok(model)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conversion is trusted only with a matching sidecar: without a checkpoint to make it
+    /// again, a damaged or unchecked one is refused, naming the fix.
+    #[test]
+    fn a_damaged_conversion_without_its_checkpoint_is_refused() {
+        let dir = std::env::temp_dir().join(format!("petcut-insp-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let models = ModelDir::new(&dir);
+        let (bpk, _) = models.inspyrenet_converted(Mode::Fast);
+        fs::write(&bpk, b"a conversion").unwrap();
+        assert!(models.has_inspyrenet(Mode::Fast));
+        let refuse = |why: &str| {
+            let err = models
+                .load_inspyrenet(Mode::Fast, &Device::flex())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("damaged") && err.contains(why), "{err}");
+        };
+        refuse("checksum file unreadable");
+        fs::write(ModelDir::sidecar(&bpk), "0".repeat(64)).unwrap();
+        refuse("checksum mismatch");
+        // A matching sidecar lets it through to the loader (which refuses these bytes itself).
+        fs::write(ModelDir::sidecar(&bpk), file_sha256(&bpk).unwrap()).unwrap();
+        let err = models
+            .load_inspyrenet(Mode::Fast, &Device::flex())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("checksum"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

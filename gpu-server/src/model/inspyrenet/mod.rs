@@ -62,3 +62,45 @@ pub fn bilinear(x: Tensor<4>, [h, w]: [usize; 2], align_corners: bool) -> Tensor
             .with_align_corners(align_corners),
     )
 }
+
+/// InSPyReNet as `Remover(mode, resize)` runs it: the network and how photos are sized for it.
+#[derive(Debug)]
+pub struct Remover {
+    net: InSPyReNet,
+    resize: Resize,
+}
+
+impl Remover {
+    pub fn new(net: InSPyReNet, resize: Resize) -> Self {
+        Remover { net, resize }
+    }
+}
+
+impl crate::model::segmenter::SegmentationModel for Remover {
+    fn input_size(&self, width: u32, height: u32) -> (u32, u32) {
+        self.resize.input_size(width, height)
+    }
+
+    fn preprocess(&self, photo: &image::RgbImage, size: (u32, u32)) -> Vec<f32> {
+        preprocess::preprocess(photo, size)
+    }
+
+    /// Each map in `[0, 1]`.
+    fn forward(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> {
+        self.net.forward(x)
+    }
+
+    fn postprocess(&self, map: &[f32], size: (u32, u32), photo: (u32, u32)) -> image::GrayImage {
+        preprocess::postprocess(map, size, photo)
+    }
+
+    fn with_precision(
+        self: Box<Self>,
+        precision: crate::model::Precision,
+    ) -> Box<dyn crate::model::segmenter::SegmentationModel> {
+        Box::new(Remover {
+            net: self.net.with_precision(precision),
+            resize: self.resize,
+        })
+    }
+}
