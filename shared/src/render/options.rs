@@ -180,15 +180,9 @@ pub struct Watermark {
 }
 
 impl Default for Watermark {
+    /// The watermark of [`crate::settings`]' defaults.
     fn default() -> Self {
-        Watermark {
-            logo: Some(default_logo()),
-            text: None,
-            gravity: Gravity::SouthEast,
-            offset: Offset::Fraction(0.03),
-            opacity: 0.85,
-            scale: 0.14,
-        }
+        RenderOptions::default().watermark
     }
 }
 
@@ -210,14 +204,15 @@ pub struct RenderOptions {
     pub image_max_side: u32,
 }
 
+/// JPEG quality of the share cards.
+const JPEG_QUALITY: u8 = 85;
+/// The longer side of the full watermarked image (`/i/<id>.png`).
+const IMAGE_MAX_SIDE: u32 = 1600;
+
 impl Default for RenderOptions {
+    /// Every setting at its default ([`crate::settings`], read in one place: [`RenderOptions::from_vars`]).
     fn default() -> Self {
-        RenderOptions {
-            watermark: Watermark::default(),
-            background: Background::Gradient([250, 246, 240], [226, 232, 240]),
-            jpeg_quality: 85,
-            image_max_side: 1600,
-        }
+        RenderOptions::from_vars(|_| None, None).expect("the settings table's defaults are valid")
     }
 }
 
@@ -251,7 +246,8 @@ impl RenderOptions {
         Ok(RenderOptions {
             watermark,
             background,
-            ..RenderOptions::default()
+            jpeg_quality: JPEG_QUALITY,
+            image_max_side: IMAGE_MAX_SIDE,
         })
     }
 
