@@ -425,7 +425,9 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
     ];
     for (const [what, fields] of refusals) {
       const edgeRes = await share(fields);
-      const originRes = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form(fields) });
+      const originRes = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form(fields) }).catch((e) => {
+        throw new Error(`${what}: gpu-server did not answer (${e.cause?.code ?? e.message})`);
+      });
       const originJson = await originRes.json();
       assert.ok(edgeRes.res.status >= 400 && edgeRes.res.status < 500, `${what}: ${edgeRes.body}`);
       assert.deepEqual(

@@ -233,6 +233,12 @@ pub struct Shared {
     pub warnings: Vec<String>,
 }
 
+/// What a share form names as its picture.
+enum Picture {
+    Upload(Vec<u8>),
+    Stored(String),
+}
+
 /// The whole share flow.
 ///
 /// Checks, in this order, each with its refusal: `platform` and `title`; a picture (`image`, or
@@ -256,13 +262,17 @@ where
 {
     let ShareFields { platform, title } =
         share_fields(form.platform.as_deref(), form.title.as_deref())?;
-    if form.image.is_none() && form.result_id.is_none() {
-        return Err(Refusal::bad(
-            "missing_image",
-            "the form needs an `image` file or a `result_id` with its `token`",
-        )
-        .into());
-    }
+    let picture = match (form.image, form.result_id) {
+        (Some(image), _) => Picture::Upload(image),
+        (None, Some(result_id)) => Picture::Stored(result_id),
+        (None, None) => {
+            return Err(Refusal::bad(
+                "missing_image",
+                "the form needs an `image` file or a `result_id` with its `token`",
+            )
+            .into());
+        }
+    };
     let tok = form.token.as_deref().ok_or_else(|| {
         Refusal::bad(
             "missing_token",
@@ -271,12 +281,12 @@ where
     })?;
 
     // The picture, and the stored result's id when it is one.
-    let (source, stored) = match (form.image, form.result_id) {
-        (Some(image), _) => {
+    let (source, stored) = match picture {
+        Picture::Upload(image) => {
             token::verify(ctx.secret, tok, ctx.now)?;
             (image, None)
         }
-        (None, Some(result_id)) => {
+        Picture::Stored(result_id) => {
             if !is_valid_id(&result_id) {
                 return Err(
                     Refusal::not_found("result_not_found", "no result with this id").into(),
@@ -295,7 +305,6 @@ where
                 })?;
             (result, Some(result_id))
         }
-        (None, None) => unreachable!("checked above"),
     };
     intake::inspect(&source, &ctx.limits)?;
 

@@ -99,7 +99,9 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
 
 /// The whole service.
 pub fn app(state: AppState, cors_origins: &[String]) -> Router {
-    let upload_limit = state.limits.max_bytes + (1 << 20);
+    // Room for the form's other fields, and for reading and dropping the rest of a file that
+    // crossed the limit before answering 413 (see `routes::form`).
+    let upload_limit = state.limits.max_bytes + (8 << 20);
     let (router, api) = openapi::router(upload_limit).split_for_parts();
     let api = Arc::new(api);
     let router = router

@@ -37,7 +37,17 @@ fn multipart_error(e: impl std::fmt::Display) -> AppError {
     )
 }
 
-/// Read a multipart form, refusing a file over `max_bytes` as soon as it crosses the limit.
+/// Reads and drops the rest of a refused upload (the route's body limit bounds it). An answer
+/// sent while the client is still sending makes the server close the connection, and the client
+/// sees a reset instead of the refusal (a browser: "network error", not "the file is too large").
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+/// Read a multipart form, refusing a file over `max_bytes` as soon as it crosses the limit. A
+/// refused form's rest is read and dropped before the answer, up to the route's body limit.
 pub async fn read_form(
     multipart: Result<Multipart, MultipartRejection>,
     max_bytes: usize,
@@ -49,6 +59,16 @@ pub async fn read_form(
             format!("expected a multipart/form-data body with an `image` field: {e}"),
         )
     })?;
+    match read_fields(&mut multipart, max_bytes).await {
+        Ok(form) => Ok(form),
+        Err(refused) => {
+            drain(&mut multipart).await;
+            Err(refused)
+        }
+    }
+}
+
+async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<Form> {
     let mut form = Form::default();
     let mut count = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -70,24 +90,23 @@ pub async fn read_form(
                     "`image` must be a file, not a text field",
                 ));
             }
+            let too_large = || {
+                AppError::status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "file_too_large",
+                    format!("the file is larger than the limit of {max_bytes} bytes"),
+                )
+            };
             let mut buf = BytesMut::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::status(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "file_too_large",
-                        format!("the upload is larger than the limit of {max_bytes} bytes"),
-                    )
+                    too_large()
                 } else {
                     multipart_error(e)
                 }
             })? {
                 if buf.len() + chunk.len() > max_bytes {
-                    return Err(AppError::status(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "file_too_large",
-                        format!("the file is larger than the limit of {max_bytes} bytes"),
-                    ));
+                    return Err(too_large());
                 }
                 buf.extend_from_slice(&chunk);
             }
