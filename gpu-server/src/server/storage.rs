@@ -6,8 +6,12 @@ use std::{fmt, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, aws::AmazonS3Builder,
-    gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, memory::InMemory, path::Path as Key,
+    ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    gcp::{GoogleCloudStorageBuilder, GoogleConfigKey},
+    local::LocalFileSystem,
+    memory::InMemory,
+    path::Path as Key,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,37 +50,49 @@ impl Store {
             retry_timeout: timeout,
             ..RetryConfig::default()
         };
-        let client = ClientOptions::new()
-            .with_timeout(timeout)
-            .with_connect_timeout(timeout.min(Duration::from_secs(5)));
+        // Set on the client options `from_env` read, key by key: replacing them
+        // (`with_client_options`) would drop what the environment said (`AWS_ALLOW_HTTP` for an
+        // S3 API on http, proxies, certificates).
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let client = [
+            (ClientConfigKey::Timeout, ms(timeout)),
+            (
+                ClientConfigKey::ConnectTimeout,
+                ms(timeout.min(Duration::from_secs(5))),
+            ),
+        ];
+        let gcs = |url: &str| {
+            client.iter().fold(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .with_retry(retry.clone()),
+                |b, (k, v)| b.with_config(GoogleConfigKey::Client(*k), v),
+            )
+        };
         let loc = location.trim();
         let (inner, label): (Arc<dyn ObjectStore>, String) = if loc == "memory://"
             || loc == "memory"
         {
             (Arc::new(InMemory::new()), "memory://".into())
         } else if loc.starts_with("gs://") {
-            let store = GoogleCloudStorageBuilder::from_env()
-                .with_url(loc)
-                .with_retry(retry)
-                .with_client_options(client)
-                .build()?;
+            let store = gcs(loc).build()?;
             (Arc::new(store), loc.into())
         } else if loc.starts_with("s3://") {
-            let store = AmazonS3Builder::from_env()
-                .with_url(loc)
-                .with_retry(retry)
-                .with_client_options(client)
+            let store = client
+                .iter()
+                .fold(
+                    AmazonS3Builder::from_env()
+                        .with_url(loc)
+                        .with_retry(retry.clone()),
+                    |b, (k, v)| b.with_config(AmazonS3ConfigKey::Client(*k), v),
+                )
                 .build()?;
             (Arc::new(store), loc.into())
         } else if let Some(path) = loc.strip_prefix("file://") {
             local(Path::new(path))?
         } else if !loc.is_empty() && !loc.contains(['/', '.', '\\']) {
             let url = format!("gs://{loc}");
-            let store = GoogleCloudStorageBuilder::from_env()
-                .with_url(&url)
-                .with_retry(retry)
-                .with_client_options(client)
-                .build()?;
+            let store = gcs(&url).build()?;
             (Arc::new(store), url)
         } else if loc.contains("://") {
             anyhow::bail!(
@@ -199,6 +215,35 @@ impl shared::publish::Store for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An S3 API on plain http (a local emulator, MinIO): `AWS_ALLOW_HTTP=true` from the
+    /// environment must survive the timeouts set here, so the store really calls the endpoint.
+    #[tokio::test]
+    async fn s3_on_http_reaches_its_endpoint() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                let _ = tx.send(());
+                drop(stream);
+            }
+        });
+        // SAFETY: no other test in this binary reads or writes these variables.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+            std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
+            std::env::set_var("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"));
+            std::env::set_var("AWS_ALLOW_HTTP", "true");
+        }
+        let store = Store::open("s3://bucket", Duration::from_secs(2)).unwrap();
+        let _ = store.probe().await;
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "the S3 client never connected to its http endpoint"
+        );
+    }
 
     #[tokio::test]
     async fn memory_and_folder_round_trip() {
