@@ -8,6 +8,8 @@ use std::{fmt, str::FromStr};
 use image::{DynamicImage, GrayImage, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use serde::{Deserialize, Serialize};
 
+use crate::refine::Foreground;
+
 /// What to produce from an image and its mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -16,6 +18,8 @@ pub enum OutputType {
     Rgba,
     /// The 8-bit greyscale mask itself, at the input's size.
     Mask,
+    /// The refinement's trimap: 0 sure background, 128 the band it solves, 255 sure subject.
+    Trimap,
     /// The subject on a solid colour; `white` and `green` are shorthands.
     Color([u8; 3]),
     /// The subject on a blurred copy of its own photo.
@@ -27,6 +31,7 @@ impl fmt::Display for OutputType {
         match self {
             OutputType::Rgba => f.write_str("rgba"),
             OutputType::Mask => f.write_str("mask"),
+            OutputType::Trimap => f.write_str("trimap"),
             OutputType::Color([255, 255, 255]) => f.write_str("white"),
             OutputType::Color([0, 255, 0]) => f.write_str("green"),
             OutputType::Color([r, g, b]) => write!(f, "color:{r},{g},{b}"),
@@ -43,6 +48,7 @@ impl FromStr for OutputType {
         match s.as_str() {
             "rgba" | "transparent" => return Ok(OutputType::Rgba),
             "mask" | "map" => return Ok(OutputType::Mask),
+            "trimap" => return Ok(OutputType::Trimap),
             "white" => return Ok(OutputType::Color([255, 255, 255])),
             "green" => return Ok(OutputType::Color([0, 255, 0])),
             "blur" => return Ok(OutputType::Blur),
@@ -50,7 +56,7 @@ impl FromStr for OutputType {
         }
         let bad = || {
             format!(
-                "unknown output type {s:?}: expected rgba, mask, white, green, blur or color:R,G,B"
+                "unknown output type {s:?}: expected rgba, mask, trimap, white, green, blur or color:R,G,B"
             )
         };
         let rgb = s.strip_prefix("color:").ok_or_else(bad)?;
@@ -112,24 +118,48 @@ fn blend(fg: u8, bg: u8, alpha: u8) -> u8 {
     ((u32::from(fg) * a + u32::from(bg) * (255 - a) + 127) / 255) as u8
 }
 
-/// Produce the requested output. `mask` must have the image's dimensions.
+/// Produce the requested output. `mask` must have the image's dimensions. Where `foreground`
+/// estimated a colour, it replaces the photo's own (the old background's colour bleeding into
+/// soft edges is removed); elsewhere the photo's colour is kept.
 ///
-/// The RGBA cut-out keeps the original colour of every pixel and puts the mask (times any alpha
-/// the upload had) in the alpha channel, so edges are not darkened.
-pub fn compose(image: &DynamicImage, mask: &GrayImage, output: OutputType) -> DynamicImage {
+/// The RGBA cut-out puts the mask (times any alpha the upload had) in the alpha channel and
+/// does not premultiply, so edges are not darkened.
+pub fn compose(
+    image: &DynamicImage,
+    mask: &GrayImage,
+    foreground: Option<&Foreground>,
+    output: OutputType,
+) -> DynamicImage {
     assert_eq!(image.width(), mask.width(), "mask width");
     assert_eq!(image.height(), mask.height(), "mask height");
+    if let Some(f) = foreground {
+        assert_eq!(
+            (f.width, f.height),
+            (image.width() as usize, image.height() as usize)
+        );
+    }
+    let colour = |i: usize, p: &mut [u8]| {
+        if let Some(c) = foreground.and_then(|f| f.rgb8(i)) {
+            p[..3].copy_from_slice(&c);
+        }
+    };
     match output {
-        OutputType::Mask => DynamicImage::ImageLuma8(mask.clone()),
+        OutputType::Mask | OutputType::Trimap => DynamicImage::ImageLuma8(mask.clone()),
         OutputType::Rgba => {
             let mut out = image.to_rgba8();
-            for (p, Luma([m])) in out.pixels_mut().zip(mask.pixels()) {
+            for (i, (p, Luma([m]))) in out.pixels_mut().zip(mask.pixels()).enumerate() {
                 p.0[3] = ((u32::from(p.0[3]) * u32::from(*m) + 127) / 255) as u8;
+                colour(i, &mut p.0);
             }
             DynamicImage::ImageRgba8(out)
         }
         OutputType::Color(color) => {
-            let rgba = image.to_rgba8();
+            let mut rgba = image.to_rgba8();
+            if foreground.is_some() {
+                for (i, p) in rgba.pixels_mut().enumerate() {
+                    colour(i, &mut p.0);
+                }
+            }
             let out = over(&rgba, mask, |_, _| color);
             DynamicImage::ImageRgb8(out)
         }
@@ -137,7 +167,12 @@ pub fn compose(image: &DynamicImage, mask: &GrayImage, output: OutputType) -> Dy
             let rgb = image.to_rgb8();
             let sigma = (rgb.width().max(rgb.height()) as f32 / 60.0).max(4.0);
             let background = image::imageops::fast_blur(&rgb, sigma);
-            let rgba = image.to_rgba8();
+            let mut rgba = image.to_rgba8();
+            if foreground.is_some() {
+                for (i, p) in rgba.pixels_mut().enumerate() {
+                    colour(i, &mut p.0);
+                }
+            }
             let out = over(&rgba, mask, |x, y| background.get_pixel(x, y).0);
             DynamicImage::ImageRgb8(out)
         }
@@ -178,7 +213,15 @@ mod tests {
         assert!("color:1,2".parse::<OutputType>().is_err());
         assert!("color:1,2,300".parse::<OutputType>().is_err());
         assert!("sepia".parse::<OutputType>().is_err());
-        for t in ["rgba", "mask", "white", "green", "blur", "color:1,2,3"] {
+        for t in [
+            "rgba",
+            "mask",
+            "trimap",
+            "white",
+            "green",
+            "blur",
+            "color:1,2,3",
+        ] {
             assert_eq!(t.parse::<OutputType>().unwrap().to_string(), t);
         }
     }
@@ -200,7 +243,7 @@ mod tests {
     fn rgba_keeps_colour_and_uses_mask_as_alpha() {
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 1, Rgb([200, 100, 50])));
         let mask = GrayImage::from_raw(2, 1, vec![0, 128]).unwrap();
-        let out = compose(&img, &mask, OutputType::Rgba).to_rgba8();
+        let out = compose(&img, &mask, None, OutputType::Rgba).to_rgba8();
         assert_eq!(out.get_pixel(0, 0).0, [200, 100, 50, 0]);
         assert_eq!(out.get_pixel(1, 0).0, [200, 100, 50, 128]);
     }
@@ -209,7 +252,7 @@ mod tests {
     fn colour_background_blends_by_mask() {
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(3, 1, Rgb([0, 0, 0])));
         let mask = GrayImage::from_raw(3, 1, vec![0, 255, 128]).unwrap();
-        let out = compose(&img, &mask, OutputType::Color([255, 255, 255])).to_rgb8();
+        let out = compose(&img, &mask, None, OutputType::Color([255, 255, 255])).to_rgb8();
         assert_eq!(out.get_pixel(0, 0).0, [255; 3]);
         assert_eq!(out.get_pixel(1, 0).0, [0; 3]);
         assert_eq!(out.get_pixel(2, 0).0, [127; 3]);
@@ -226,7 +269,7 @@ mod tests {
         }));
         let mut mask = GrayImage::new(64, 64);
         mask.put_pixel(10, 10, Luma([255]));
-        let out = compose(&img, &mask, OutputType::Blur).to_rgb8();
+        let out = compose(&img, &mask, None, OutputType::Blur).to_rgb8();
         assert_eq!(out.get_pixel(10, 10).0, [255; 3], "subject untouched");
         let bg = out.get_pixel(40, 40).0[0];
         assert!(

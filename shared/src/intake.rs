@@ -18,6 +18,15 @@ pub enum ImageFormat {
 }
 
 impl ImageFormat {
+    /// The format's usual name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "JPEG",
+            ImageFormat::Png => "PNG",
+            ImageFormat::WebP => "WebP",
+        }
+    }
+
     pub fn mime(self) -> &'static str {
         match self {
             ImageFormat::Jpeg => "image/jpeg",

@@ -30,6 +30,9 @@ pub mod intake;
 pub mod jpeg;
 pub mod page;
 pub mod publish;
+// Numeric kernels index several arrays in step; iterator chains would hide that.
+#[allow(clippy::needless_range_loop)]
+pub mod refine;
 pub mod refusal;
 pub mod render;
 pub mod resize;

@@ -133,3 +133,78 @@ fn names_with_dots_keep_their_stem_and_collisions_are_reported() {
     assert!(stderr.contains("another input already wrote"), "{stderr}");
     assert!(stderr.contains("2 of 3 done, 1 skipped"), "{stderr}");
 }
+
+/// `--mask` uses a supplied mask instead of the model's (no weights needed), `--refine off`
+/// keeps it exactly, the default refines it, and a bad mask is refused naming it.
+#[test]
+fn a_supplied_mask_is_refined_or_kept() {
+    let out = scratch("cli-mask");
+    let mask = out.join("mask.png");
+    // A mask on a coarser grid than the photo, with a soft edge down the middle.
+    image::GrayImage::from_fn(150, 100, |x, _| {
+        image::Luma([(x.saturating_sub(70) * 25).min(255) as u8])
+    })
+    .save(&mask)
+    .unwrap();
+    let run = |extra: &[&str], target: &std::path::Path| {
+        let result = output(
+            gpu_server()
+                .arg("remove")
+                .args(extra)
+                .arg("--mask")
+                .arg(&mask)
+                .arg("-o")
+                .arg(target)
+                .arg(fixture("u2netp/chelsea.png")),
+        );
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        image::open(target).unwrap()
+    };
+    let off = run(&["--refine", "off", "--type", "mask"], &out.join("off.png")).to_luma8();
+    let expected = image::imageops::resize(
+        &image::open(&mask).unwrap().to_luma8(),
+        451,
+        300,
+        image::imageops::FilterType::Triangle,
+    );
+    assert_eq!(off.dimensions(), (451, 300));
+    assert!(
+        mean_abs(&off, &expected) < 1.0,
+        "off is the supplied mask, stretched"
+    );
+    let matted = run(
+        &["--type", "mask", "--refine", "matting"],
+        &out.join("matting.png"),
+    )
+    .to_luma8();
+    assert_ne!(matted, off, "matting changes the soft edge");
+    let rgba = run(&[], &out.join("cut.png")).to_rgba8();
+    assert_eq!(
+        rgba.get_pixel(5, 150).0[3],
+        0,
+        "left of the edge is background"
+    );
+    assert_eq!(
+        rgba.get_pixel(445, 150).0[3],
+        255,
+        "right of it is the subject"
+    );
+
+    let bad = out.join("bad.png");
+    image::RgbImage::new(20, 20).save(&bad).unwrap();
+    let result = output(
+        gpu_server()
+            .args(["remove", "--mask"])
+            .arg(&bad)
+            .arg("-o")
+            .arg(out.join("x.png"))
+            .arg(fixture("u2netp/chelsea.png")),
+    );
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("greyscale"), "{stderr}");
+}

@@ -4,8 +4,9 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Args;
 use shared::{
-    cutout::{self, CutoutOptions},
+    cutout::{self, CutoutOptions, Mask, Stage},
     intake::{self, Limits},
+    refine::Refine,
 };
 
 use super::ModelArgs;
@@ -29,6 +30,12 @@ pub struct BenchArgs {
     /// same work as rembg's `remove()`.
     #[arg(long)]
     pub photo: Option<PathBuf>,
+    /// With --photo: use this mask (8-bit grey PNG, any size) instead of the model's.
+    #[arg(long, requires = "photo")]
+    pub mask: Option<PathBuf>,
+    /// With --photo: off | foreground | matting (default matting, as the CLI and the API).
+    #[arg(long, default_value = "matting")]
+    pub refine: Refine,
 }
 
 /// Median of `iters` timed runs after `warmup` untimed ones, plus min and max, in ms.
@@ -47,39 +54,74 @@ fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
     (times[times.len() / 2], times[0], times[times.len() - 1])
 }
 
-/// The cut-out as PNG bytes, and the milliseconds spent in decode, mask (preprocess,
-/// inference, postprocess), compose and encode.
-fn cutout_png(seg: &Segmenter, bytes: &[u8]) -> anyhow::Result<(Vec<u8>, [f64; 4])> {
-    let mut stages = [0.0; 4];
-    let mut lap = {
-        let mut t = Instant::now();
-        move |stage: &mut f64| {
-            *stage = t.elapsed().as_secs_f64() * 1e3;
-            t = Instant::now();
-        }
+/// The stages of one cut-out, in the order they run.
+const STAGES: [&str; 7] = [
+    "decode",
+    "mask",
+    "trimap",
+    "matting",
+    "foreground",
+    "compose",
+    "encode_png",
+];
+
+/// The cut-out as PNG bytes, and the milliseconds spent in each of [`STAGES`] (0 where a
+/// stage did not run).
+fn cutout_png(
+    seg: Option<&Segmenter>,
+    supplied: Option<&[u8]>,
+    bytes: &[u8],
+    refine: Refine,
+) -> anyhow::Result<(Vec<u8>, [f64; 7])> {
+    let mut stages = [0.0; 7];
+    let mut t = Instant::now();
+    let mut lap = |stage: usize| {
+        stages[stage] = t.elapsed().as_secs_f64() * 1e3;
+        t = Instant::now();
     };
-    let opts = CutoutOptions::default();
-    let decoded = intake::decode(bytes, &Limits::default())?;
-    lap(&mut stages[0]);
-    let mask = seg.masks(&[&decoded.rgb8()]).pop().expect("one mask");
-    lap(&mut stages[1]);
-    let out = cutout::compose(&decoded.image, mask, &opts);
-    lap(&mut stages[2]);
+    let opts = CutoutOptions {
+        refine,
+        ..CutoutOptions::default()
+    };
+    let limits = Limits::default();
+    let decoded = intake::decode(bytes, &limits)?;
+    lap(0);
+    let mask = match (seg, supplied) {
+        (_, Some(png)) => {
+            Mask::decode(png, &limits, decoded.image.width(), decoded.image.height())?
+        }
+        (Some(seg), None) => seg.masks(&[&decoded.rgb8()]).pop().expect("one mask"),
+        (None, None) => anyhow::bail!("no model and no mask"),
+    };
+    lap(1);
+    let out = cutout::compose_timed(&decoded.image, mask, &opts, &mut |stage| {
+        lap(match stage {
+            Stage::Trimap => 2,
+            Stage::Matting => 3,
+            Stage::Foreground => 4,
+            Stage::Compose => 5,
+        })
+    });
     let png = cutout::encode(&out, &opts).map_err(anyhow::Error::msg)?;
-    lap(&mut stages[3]);
+    lap(6);
     Ok((png, stages))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
-    let seg = args.model.segmenter()?;
-    let load_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(photo) = &args.photo {
+        let supplied = args.mask.as_ref().map(std::fs::read).transpose()?;
+        // A supplied mask needs no model.
+        let seg = match supplied {
+            Some(_) => None,
+            None => Some(args.model.segmenter()?),
+        };
         let bytes = std::fs::read(photo)?;
-        let png_bytes = cutout_png(&seg, &bytes)?.0.len();
-        let mut per_stage: Vec<[f64; 4]> = Vec::new();
+        let run = || cutout_png(seg.as_ref(), supplied.as_deref(), &bytes, args.refine);
+        let png_bytes = run()?.0.len();
+        let mut per_stage: Vec<[f64; 7]> = Vec::new();
         let (median, min, max) = time(args.warmup, args.iters, || {
-            let (_, stages) = cutout_png(&seg, &bytes).expect("the photo decoded once already");
+            let (_, stages) = run().expect("the photo was cut out once already");
             per_stage.push(stages);
         });
         let stage_median = |i: usize| {
@@ -87,27 +129,30 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
+        let stages: serde_json::Map<String, serde_json::Value> = STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ((*name).to_owned(), stage_median(i).into()))
+            .collect();
         println!(
             "{}",
             serde_json::json!({
-                "model": seg.kind(),
-                "backend": seg.backend(),
-                "precision": seg.precision(),
+                "model": seg.as_ref().map_or("mask".to_owned(), |s| s.kind().to_string()),
+                "backend": seg.as_ref().map(|s| s.backend()),
+                "precision": seg.as_ref().map(|s| s.precision()),
+                "refine": args.refine,
                 "photo": photo,
                 "png_bytes": png_bytes,
                 "median_ms": median,
-                "stages_median_ms": {
-                    "decode": stage_median(0),
-                    "mask": stage_median(1),
-                    "compose": stage_median(2),
-                    "encode_png": stage_median(3),
-                },
+                "stages_median_ms": stages,
                 "min_ms": min,
                 "max_ms": max,
             })
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let seg = args.model.segmenter()?;
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let side = args.model.model.input_size();
     let n = (side * side * 3) as usize;
     // A deterministic, non-constant input; timing does not depend on the values.

@@ -12,9 +12,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::{
     compose::{MaskOptions, OutputType},
-    cutout::{self, CutoutOptions},
+    cutout::{self, CutoutOptions, Mask},
     encode::OutputFormat,
     intake::{self, Limits},
+    refine::Refine,
 };
 
 use super::ModelArgs;
@@ -30,9 +31,18 @@ pub struct RemoveArgs {
     /// Output file (for one input photo) or folder (created if missing).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// rgba | mask | white | green | color:R,G,B | blur
+    /// rgba | mask | trimap | white | green | color:R,G,B | blur
     #[arg(long = "type", default_value = "rgba")]
     pub output_type: OutputType,
+    /// off | foreground | matting: alpha matting at full resolution in the band the mask is
+    /// unsure of, and the subject's own colour under soft edges. Default: matting (off for
+    /// `--type mask`).
+    #[arg(long)]
+    pub refine: Option<Refine>,
+    /// Use this mask (an 8-bit grey PNG, any size, stretched to the photo) instead of the
+    /// model's; one input photo only.
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
     /// Hard threshold 0..1 on the mask (default: keep the soft mask).
     #[arg(long, value_parser = parse_threshold)]
     pub threshold: Option<f32>,
@@ -56,6 +66,9 @@ impl RemoveArgs {
                 reverse: self.reverse,
             },
             format: self.format,
+            refine: self
+                .refine
+                .unwrap_or(CutoutOptions::default_refine(self.output_type)),
         }
     }
 }
@@ -109,13 +122,26 @@ fn output_path(args: &RemoveArgs, single: bool, input: &Path) -> PathBuf {
     args.output.join(name)
 }
 
-fn process(seg: &Segmenter, args: &RemoveArgs, input: &Path, output: &Path) -> anyhow::Result<()> {
+/// Where masks come from: the model, or the one the caller supplied.
+enum Masks {
+    Model(Segmenter),
+    Supplied(Vec<u8>),
+}
+
+fn process(masks: &Masks, args: &RemoveArgs, input: &Path, output: &Path) -> anyhow::Result<()> {
     let bytes = fs::read(input).context("cannot read the file")?;
-    let decoded = intake::decode(&bytes, &Limits::default())?;
-    let mask = seg
-        .masks(&[&decoded.rgb8()])
-        .pop()
-        .expect("one mask per photo");
+    let limits = Limits::default();
+    let decoded = intake::decode(&bytes, &limits)?;
+    let mask = match masks {
+        Masks::Model(seg) => seg
+            .masks(&[&decoded.rgb8()])
+            .pop()
+            .expect("one mask per photo"),
+        Masks::Supplied(png) => {
+            let (w, h) = (decoded.image.width(), decoded.image.height());
+            Mask::decode(png, &limits, w, h)?
+        }
+    };
     let encoded = cutout::finish(&decoded.image, mask, &args.cutout_options())
         .map_err(anyhow::Error::msg)?
         .bytes;
@@ -134,7 +160,17 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         bail!("no JPEG, PNG or WebP files among the inputs");
     }
-    let seg = args.model.segmenter()?;
+    let masks = match &args.mask {
+        Some(path) => {
+            if files.len() != 1 {
+                bail!("--mask goes with exactly one input photo");
+            }
+            Masks::Supplied(
+                fs::read(path).with_context(|| format!("reading the mask {}", path.display()))?,
+            )
+        }
+        None => Masks::Model(args.model.segmenter()?),
+    };
     let single = files.len() == 1 && args.inputs.len() == 1 && !args.inputs[0].is_dir();
     let bar = ProgressBar::new(files.len() as u64);
     if files.len() > 1 {
@@ -168,7 +204,7 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
             bar.inc(1);
             continue;
         }
-        match process(&seg, &args, input, &output) {
+        match process(&masks, &args, input, &output) {
             Ok(()) => {
                 if files.len() == 1 {
                     eprintln!("{} -> {}", input.display(), output.display());

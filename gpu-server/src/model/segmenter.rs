@@ -6,6 +6,7 @@ use std::fmt;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, RgbImage};
+use shared::cutout::Mask;
 
 use super::{
     assets::{AssetError, ModelDir},
@@ -214,14 +215,15 @@ impl Segmenter {
         data.chunks_exact(w * h).map(<[f32]>::to_vec).collect()
     }
 
-    /// Masks at each photo's own size. Photos that share an input size are inferred as one
-    /// batch (always, with a static input size).
-    pub fn masks(&self, photos: &[&RgbImage]) -> Vec<GrayImage> {
+    /// Masks at each photo's own size, with the grid each was made on (the network's input).
+    /// Photos that share an input size are inferred as one batch (always, with a static input
+    /// size).
+    pub fn masks(&self, photos: &[&RgbImage]) -> Vec<Mask> {
         let sizes: Vec<(u32, u32)> = photos
             .iter()
             .map(|p| self.model.input_size(p.width(), p.height()))
             .collect();
-        let mut masks: Vec<Option<GrayImage>> = vec![None; photos.len()];
+        let mut masks: Vec<Option<Mask>> = vec![None; photos.len()];
         for i in 0..photos.len() {
             if masks[i].is_some() {
                 continue;
@@ -236,10 +238,12 @@ impl Segmenter {
             let maps = self.saliency_wh(&inputs, sizes[i]);
             for (&j, map) in group.iter().zip(maps) {
                 let p = photos[j];
-                masks[j] = Some(
-                    self.model
+                masks[j] = Some(Mask {
+                    pixels: self
+                        .model
                         .postprocess(&map, sizes[j], (p.width(), p.height())),
-                );
+                    grid: sizes[j].0.max(sizes[j].1),
+                });
             }
         }
         masks

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use image::{GrayImage, RgbImage};
+use image::RgbImage;
 use tokio::sync::{oneshot, watch};
 
 use crate::model::{
@@ -34,7 +34,7 @@ pub enum ModelStatus {
 pub struct Inferred {
     /// The photo, handed back.
     pub rgb: RgbImage,
-    pub mask: GrayImage,
+    pub mask: shared::cutout::Mask,
     /// Time the batch took on the device.
     pub infer_ms: f64,
     /// How many images shared that batch.

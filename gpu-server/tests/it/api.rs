@@ -1119,3 +1119,135 @@ async fn request_ids_are_kept_when_plain_and_made_otherwise() {
         "{metrics}"
     );
 }
+
+fn grey_png(w: u32, h: u32, f: impl Fn(u32, u32) -> u8) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// `refine` and a supplied `mask`: the default is matting, `off` is the model's mask exactly,
+/// the options and the mask's bytes are in the result id, and a bad mask is a 4xx naming it.
+#[tokio::test]
+async fn refinement_and_supplied_masks() {
+    let (_state, router) = setup(&[]).await;
+    let img = photo();
+    let ask = |extra: Vec<(&'static str, Option<&'static str>, Vec<u8>)>| {
+        let router = router.clone();
+        let img = img.clone();
+        async move {
+            let mut parts: Vec<(&str, Option<&str>, &[u8])> =
+                vec![("image", Some("cat.png"), &img)];
+            for (n, f, d) in &extra {
+                parts.push((n, *f, d));
+            }
+            post(&router, "/api/v2/remove-background", &parts, false).await
+        }
+    };
+    let alpha = |a: &Answer| -> Vec<u8> {
+        image::load_from_memory(&a.body)
+            .unwrap()
+            .to_rgba8()
+            .pixels()
+            .map(|p| p.0[3])
+            .collect()
+    };
+    let default = ask(vec![]).await;
+    let matting = ask(vec![("refine", None, b"matting".to_vec())]).await;
+    let off = ask(vec![("refine", None, b"off".to_vec())]).await;
+    let mask = ask(vec![("type", None, b"mask".to_vec())]).await;
+    for a in [&default, &matting, &off, &mask] {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    }
+    assert_eq!(default.header("x-result-id"), matting.header("x-result-id"));
+    assert_eq!(default.body, matting.body);
+    assert_ne!(off.header("x-result-id"), default.header("x-result-id"));
+    // `off` is the model's mask as it is; `type=mask` defaults to it too.
+    let mask_pixels = image::load_from_memory(&mask.body)
+        .unwrap()
+        .to_luma8()
+        .into_raw();
+    assert_eq!(alpha(&off), mask_pixels);
+    // Matting moves alpha only in the band the mask was unsure of, and changes some of it.
+    let (a_off, a_mat) = (alpha(&off), alpha(&default));
+    let changed = a_off.iter().zip(&a_mat).filter(|(a, b)| a != b).count();
+    assert!(changed > 100, "matting changed {changed} pixels");
+    // Far from the band (mask exactly 0 or 255 over a wide neighbourhood) nothing changes:
+    // check the photo's corners, which the model is sure of.
+    for i in [0, 450, 300 * 451 - 1] {
+        assert_eq!(a_off[i], a_mat[i], "pixel {i}");
+    }
+
+    // A supplied mask: no model runs; its bytes are part of the id.
+    let (w, h) = (451, 300);
+    let left = grey_png(w / 3, h / 3, |x, _| if x < w / 6 { 0 } else { 255 });
+    let right = grey_png(w / 3, h / 3, |x, _| if x < w / 6 { 255 } else { 0 });
+    let a = ask(vec![
+        ("mask", Some("m.png"), left.clone()),
+        ("refine", None, b"off".to_vec()),
+    ])
+    .await;
+    let b = ask(vec![
+        ("mask", Some("m.png"), right),
+        ("refine", None, b"off".to_vec()),
+    ])
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(b.status, StatusCode::OK, "{}", b.text());
+    assert_ne!(a.header("x-result-id"), b.header("x-result-id"));
+    let aa = alpha(&a);
+    assert_eq!(aa[10], 0, "left of the supplied mask's edge is background");
+    assert_eq!(aa[(w - 10) as usize], 255, "right of it is the subject");
+    let trimap = ask(vec![
+        ("mask", Some("m.png"), left.clone()),
+        ("type", None, b"trimap".to_vec()),
+    ])
+    .await;
+    assert_eq!(trimap.status, StatusCode::OK, "{}", trimap.text());
+    let t = image::load_from_memory(&trimap.body).unwrap().to_luma8();
+    assert!(t.pixels().all(|p| [0, 128, 255].contains(&p.0[0])));
+    assert!(
+        t.pixels().any(|p| p.0[0] == 128),
+        "a band along the mask's edge"
+    );
+
+    // Bad refinements and bad masks are 4xx naming the problem.
+    let bad = ask(vec![("refine", None, b"sharpen".to_vec())]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json()["error"]["code"], "invalid_option");
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (Vec::new(), StatusCode::UNPROCESSABLE_ENTITY, "empty"),
+        (
+            b"not an image".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "PNG",
+        ),
+        (
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/intake/rgb.jpg"
+            ))
+            .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "JPEG",
+        ),
+        (png(40, 30), StatusCode::UNPROCESSABLE_ENTITY, "greyscale"),
+        (
+            grey_png(20000, 1, |_, _| 0)[..].to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "pixels",
+        ),
+    ];
+    for (bytes, status, needle) in cases {
+        let r = ask(vec![("mask", Some("m.png"), bytes)]).await;
+        assert_eq!(r.status, status, "{needle}: {}", r.text());
+        let body = r.json();
+        assert_eq!(body["error"]["code"], "invalid_mask", "{needle}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("mask") && message.contains(needle),
+            "{message}"
+        );
+    }
+}

@@ -112,7 +112,7 @@ fn check_masks(precision: Precision, bound: f64) {
     let seg = segmenter(Backend::Cpu).with_precision(precision);
     for name in PHOTOS {
         let rgb = photo(name);
-        let mask = seg.masks(&[&rgb]).pop().unwrap();
+        let mask = seg.masks(&[&rgb]).pop().unwrap().pixels;
         let reference = image::open(fixture(&format!("{name}.mask.png")))
             .unwrap()
             .to_luma8();

@@ -1,5 +1,6 @@
-//! The multipart form reader of the upload routes: at most one file (`image`), refused as soon
-//! as it crosses the size limit, and a few short text fields.
+//! The multipart form reader of the upload routes: at most one file of each of the names
+//! `image` and `mask`, refused as soon as it crosses the size limit, and a few short text
+//! fields.
 
 use std::collections::HashMap;
 
@@ -11,10 +12,12 @@ use bytes::{Bytes, BytesMut};
 
 use crate::server::error::{AppError, AppResult};
 
-/// A parsed multipart form: at most one file (`image`) and a few short text fields.
+/// A parsed multipart form: at most one `image` file, one `mask` file and a few short text
+/// fields.
 #[derive(Debug, Default)]
 pub struct Form {
     pub image: Option<Bytes>,
+    pub mask: Option<Bytes>,
     pub fields: HashMap<String, String>,
 }
 
@@ -77,24 +80,29 @@ async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<F
             return Err(AppError::bad("invalid_multipart", "too many form fields"));
         }
         let name = field.name().unwrap_or_default().to_owned();
-        if name == "image" {
-            if form.image.is_some() {
+        if name == "image" || name == "mask" {
+            let slot = if name == "image" {
+                &mut form.image
+            } else {
+                &mut form.mask
+            };
+            if slot.is_some() {
                 return Err(AppError::bad(
                     "invalid_multipart",
-                    "more than one `image` field",
+                    format!("more than one `{name}` field"),
                 ));
             }
             if field.file_name().is_none() {
                 return Err(AppError::bad(
                     "invalid_multipart",
-                    "`image` must be a file, not a text field",
+                    format!("`{name}` must be a file, not a text field"),
                 ));
             }
             let too_large = || {
                 AppError::status(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "file_too_large",
-                    format!("the file is larger than the limit of {max_bytes} bytes"),
+                    format!("the `{name}` file is larger than the limit of {max_bytes} bytes"),
                 )
             };
             let mut buf = BytesMut::new();
@@ -110,7 +118,7 @@ async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<F
                 }
                 buf.extend_from_slice(&chunk);
             }
-            form.image = Some(buf.freeze());
+            *slot = Some(buf.freeze());
         } else {
             let mut buf = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {

@@ -13,10 +13,11 @@ use image::DynamicImage;
 use shared::{
     api::{ErrorBody, RemoveResponse, keys},
     compose::{MaskOptions, OutputType},
-    cutout::{self, CutoutOptions},
+    cutout::{self, CutoutOptions, Mask, MaskError},
     encode::OutputFormat,
     ids::{content_id, is_valid_id},
     intake::{self, ImageFormat},
+    refine::Refine,
     render::CardSubjects,
     token,
 };
@@ -38,9 +39,18 @@ pub struct RemoveForm {
     /// The photo: JPEG, PNG or WebP (sniffed by its bytes), at most 25 MB and 50 MP by default.
     #[schema(value_type = String, format = Binary)]
     image: Vec<u8>,
-    /// `rgba` (default), `mask`, `white`, `green`, `color:R,G,B` or `blur`.
+    /// `rgba` (default), `mask`, `trimap`, `white`, `green`, `color:R,G,B` or `blur`.
     #[schema(example = "rgba")]
     r#type: Option<String>,
+    /// `off`, `foreground` or `matting`: alpha matting at full resolution where the mask is
+    /// unsure, and the subject's own colour under soft edges. Default `matting` (`off` for
+    /// `type=mask`).
+    #[schema(example = "matting")]
+    refine: Option<String>,
+    /// A mask to use instead of the model's: an 8-bit greyscale PNG of any size (stretched to
+    /// the photo), under the same limits as the photo.
+    #[schema(value_type = Option<String>, format = Binary)]
+    mask: Option<Vec<u8>>,
     /// Hard mask threshold in 0..1 (default: soft edges).
     threshold: Option<f32>,
     /// Keep the background, remove the subject.
@@ -56,6 +66,8 @@ pub struct RemoveForm {
 pub struct Options {
     pub cutout: CutoutOptions,
     pub model: ModelKind,
+    /// The caller sent a mask: the model does not run.
+    pub supplied_mask: bool,
 }
 
 fn bool_field(name: &str, v: &str) -> AppResult<bool> {
@@ -106,6 +118,12 @@ impl Options {
                 .map_err(|e| AppError::bad("invalid_option", e))?,
             None => OutputFormat::Png,
         };
+        let refine = match form.text("refine") {
+            Some(r) => r
+                .parse::<Refine>()
+                .map_err(|e| AppError::bad("invalid_option", e))?,
+            None => CutoutOptions::default_refine(output),
+        };
         let model = match form.text("model") {
             Some(m) if m.eq_ignore_ascii_case(served.name()) => served,
             Some(m) => {
@@ -121,8 +139,10 @@ impl Options {
                 output,
                 mask: MaskOptions { threshold, reverse },
                 format,
+                refine,
             },
             model,
+            supplied_mask: form.mask.is_some(),
         })
     }
 
@@ -130,17 +150,30 @@ impl Options {
     /// engine's `variant` (resize and precision when not the model's defaults).
     ///
     /// Written field by field with each type's `Display` (never `Debug`); the threshold is
-    /// spelled `None` / `Some(0.5)` as result ids have always hashed it (pinned by a test).
+    /// spelled `None` / `Some(0.5)` as result ids have always hashed it (pinned by a test). A
+    /// refinement other than `off` is appended, so results made before refinement existed (all
+    /// `off`) keep their ids; a supplied mask stands where the model's name was (its bytes are
+    /// hashed beside the photo's).
     fn key(&self, variant: &str) -> String {
         let c = &self.cutout;
         let threshold = c
             .mask
             .threshold
             .map_or_else(|| "None".to_owned(), |t| format!("Some({t:?})"));
-        format!(
-            "v1|{}{variant}|{}|{threshold}|{}|{}",
-            self.model, c.output, c.mask.reverse, c.format
-        )
+        let source = if self.supplied_mask {
+            "mask".to_owned()
+        } else {
+            format!("{}{variant}", self.model)
+        };
+        let mut key = format!(
+            "v1|{source}|{}|{threshold}|{}|{}",
+            c.output, c.mask.reverse, c.format
+        );
+        if c.refine != Refine::Off {
+            key.push('|');
+            key.push_str(c.refine.name());
+        }
+        key
     }
 }
 
@@ -198,7 +231,15 @@ pub async fn remove_background(
         .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?;
     // Cheap checks first: magic bytes, size, header dimensions.
     intake::inspect(&bytes, &state.limits)?;
-    let id = content_id(&[&bytes, options.key(state.engine.variant()).as_bytes()]);
+    if let Some(mask) = &form.mask {
+        intake::inspect(mask, &state.limits)
+            .map_err(|e| AppError::Refused(MaskError::Intake(e).into()))?;
+    }
+    let key_string = options.key(state.engine.variant());
+    let id = match &form.mask {
+        None => content_id(&[&bytes, key_string.as_bytes()]),
+        Some(mask) => content_id(&[&bytes, key_string.as_bytes(), mask]),
+    };
     let json = wants_json(&headers);
     let key = keys::result(&id);
 
@@ -232,7 +273,7 @@ pub async fn remove_background(
             )
         }
         None => {
-            let mut output = process(&state, bytes, options).await?;
+            let mut output = process(&state, bytes, form.mask.clone(), options).await?;
             match state.cache.put(&key, output.bytes.clone()).await {
                 Ok(()) => {
                     if let Some(picture) = output.picture.take() {
@@ -316,11 +357,16 @@ pub async fn remove_background(
 /// The work runs as a task of its own that holds the permit: a request that times out answers
 /// at once, but its slot stays taken until the work (and its decoded image) is really gone, so
 /// memory stays bounded by `QUEUE_SIZE` images even under timeouts.
-async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<Output> {
+async fn process(
+    state: &AppState,
+    bytes: Bytes,
+    mask: Option<Bytes>,
+    options: Options,
+) -> AppResult<Output> {
     let Ok(permit) = state.process_slots.clone().try_acquire_owned() else {
         return Err(AppError::busy());
     };
-    let work = tokio::spawn(pipeline(state.clone(), bytes, options, permit));
+    let work = tokio::spawn(pipeline(state.clone(), bytes, mask, options, permit));
     match tokio::time::timeout(state.request_timeout, work).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => Err(AppError::Internal(format!("processing task: {e}"))),
@@ -338,6 +384,7 @@ async fn process(state: &AppState, bytes: Bytes, options: Options) -> AppResult<
 async fn pipeline(
     state: AppState,
     bytes: Bytes,
+    supplied: Option<Bytes>,
     options: Options,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) -> AppResult<Output> {
@@ -345,20 +392,35 @@ async fn pipeline(
     let decoded = tokio::task::spawn_blocking(move || intake::decode(&bytes, &limits))
         .await
         .map_err(|e| AppError::Internal(format!("decode task: {e}")))??;
-    // Hand the model RGB; keep the original (alpha, 16-bit) only when it differs.
-    let (rgb, original) = match decoded.image {
-        DynamicImage::ImageRgb8(rgb) => (rgb, None),
-        other => (other.to_rgb8(), Some(other)),
+    let (image, mask) = match supplied {
+        // The caller's mask: the model does not run.
+        Some(png) => {
+            let (w, h) = (decoded.image.width(), decoded.image.height());
+            let mask = tokio::task::spawn_blocking(move || Mask::decode(&png, &limits, w, h))
+                .await
+                .map_err(|e| AppError::Internal(format!("mask task: {e}")))?
+                .map_err(|e| AppError::Refused(e.into()))?;
+            (decoded.image, mask)
+        }
+        None => {
+            // Hand the model RGB; keep the original (alpha, 16-bit) only when it differs.
+            let (rgb, original) = match decoded.image {
+                DynamicImage::ImageRgb8(rgb) => (rgb, None),
+                other => (other.to_rgb8(), Some(other)),
+            };
+            let inferred = state.engine.infer(rgb).await?;
+            tracing::debug!(
+                infer_ms = inferred.infer_ms,
+                queued_ms = inferred.queued_ms,
+                batch = inferred.batch,
+                "inferred"
+            );
+            (
+                original.unwrap_or(DynamicImage::ImageRgb8(inferred.rgb)),
+                inferred.mask,
+            )
+        }
     };
-    let inferred = state.engine.infer(rgb).await?;
-    tracing::debug!(
-        infer_ms = inferred.infer_ms,
-        queued_ms = inferred.queued_ms,
-        batch = inferred.batch,
-        "inferred"
-    );
-    let image = original.unwrap_or(DynamicImage::ImageRgb8(inferred.rgb));
-    let mask = inferred.mask;
     tokio::task::spawn_blocking(move || {
         let done = cutout::finish(&image, mask, &options.cutout).map_err(AppError::Internal)?;
         let (width, height) = (done.width(), done.height());
@@ -440,6 +502,7 @@ mod tests {
     use super::*;
 
     /// Result ids are cache keys of stored results: a change here orphans every cached result.
+    /// `refine=off` keeps the keys results had before refinement existed.
     #[test]
     fn result_keys_are_unchanged() {
         let options = |output, threshold, reverse, format| Options {
@@ -447,8 +510,10 @@ mod tests {
                 output,
                 mask: MaskOptions { threshold, reverse },
                 format,
+                refine: Refine::Off,
             },
             model: ModelKind::U2netp,
+            supplied_mask: false,
         };
         let default = options(OutputType::Rgba, None, false, OutputFormat::Png);
         assert_eq!(default.key(""), "v1|u2netp|rgba|None|false|png");
@@ -466,5 +531,10 @@ mod tests {
             custom.key("@640"),
             "v1|u2netp@640|color:1,2,3|Some(0.5)|true|webp"
         );
+        let mut matted = default;
+        matted.cutout.refine = Refine::Matting;
+        assert_eq!(matted.key(""), "v1|u2netp|rgba|None|false|png|matting");
+        matted.supplied_mask = true;
+        assert_eq!(matted.key("@640"), "v1|mask|rgba|None|false|png|matting");
     }
 }
