@@ -91,7 +91,6 @@ pub struct MattingStats {
 
 /// Alpha for `rgb` from its coarse `mask` and `trimap` (both at the photo's size).
 pub fn matte(rgb: &RgbImage, mask: &GrayImage, trimap: &GrayImage) -> (GrayImage, MattingStats) {
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let long = rgb.width().max(rgb.height());
     let factor = long.div_ceil(WORK_LONG_SIDE).max(1) as usize;
     let band_pixels = trimap
@@ -107,24 +106,15 @@ pub fn matte(rgb: &RgbImage, mask: &GrayImage, trimap: &GrayImage) -> (GrayImage
     if band_pixels == 0 {
         return (trimap.clone(), stats);
     }
-    if factor == 1 {
-        let pic: Vec<f32> = rgb.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect();
-        let mut alpha: Vec<f32> = mask
-            .as_raw()
-            .iter()
-            .map(|&m| f32::from(m) / 255.0)
-            .collect();
-        stats.solve = closed_form::solve(&pic, w, h, trimap.as_raw(), &mut alpha);
-        let out = alpha.iter().map(|&a| (a * 255.0 + 0.5) as u8).collect();
-        return (
-            GrayImage::from_raw(rgb.width(), rgb.height(), out).expect("same size"),
-            stats,
-        );
-    }
     let small = guided::Shrunk::new(rgb, mask, trimap, factor);
     let mut alpha = small.mask.clone();
     stats.solve = solve_cascade(rgb, mask, trimap, &small, &mut alpha);
-    let out = guided::upsample(rgb, trimap, &small, &alpha);
+    let out = if factor == 1 {
+        let pixels = alpha.iter().map(|&a| (a * 255.0 + 0.5) as u8).collect();
+        GrayImage::from_raw(rgb.width(), rgb.height(), pixels).expect("same size")
+    } else {
+        guided::upsample(rgb, trimap, &small, &alpha)
+    };
     (out, stats)
 }
 
