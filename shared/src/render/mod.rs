@@ -36,7 +36,7 @@ pub use options::{
 pub use subjects::CardSubjects;
 
 /// Changes whenever the rendering changes, so share ids (content hashes) change with it.
-pub const RENDER_VERSION: &str = "render/v2";
+pub const RENDER_VERSION: &str = "render/v3";
 
 /// The share image sizes.
 pub const OG_SIZE: (u32, u32) = (1200, 630);
@@ -258,7 +258,7 @@ mod pinned {
         assert_eq!(
             RenderOptions::default().fingerprint(),
             format!(
-                "render/v2|{logo}|None|SouthEast|Fraction(0.03)|0.85|0.14|Gradient([250, 246, 240], [226, 232, 240])|85|1600"
+                "render/v3|{logo}|None|SouthEast|Fraction(0.03)|0.85|0.14|Gradient([250, 246, 240], [226, 232, 240])|85|1600"
             )
         );
         let custom = RenderOptions::from_vars(
@@ -275,7 +275,7 @@ mod pinned {
         assert_eq!(
             custom.fingerprint(),
             format!(
-                "render/v2|{logo}|Some(\"Paws & \\\"Co\\\"\")|Tile|Pixels(24)|0.85|0.14|Color([16, 32, 48])|85|1600"
+                "render/v3|{logo}|Some(\"Paws & \\\"Co\\\"\")|Tile|Pixels(24)|0.85|0.14|Color([16, 32, 48])|85|1600"
             )
         );
         let blur =
@@ -295,7 +295,7 @@ mod pinned {
         assert!(
             no_logo
                 .fingerprint()
-                .starts_with("render/v2|None|None|SouthEast|")
+                .starts_with("render/v3|None|None|SouthEast|")
         );
         let names = [
             (Gravity::NorthWest, "NorthWest"),
@@ -323,21 +323,21 @@ mod pinned {
         );
         assert_eq!(
             crate::publish::share_id(b"picture", "Rex", &default),
-            "9db57e05346ee59341d8f4cd15a730e4"
+            "072a7366b162374a500fa29d8c8444da"
         );
         let rendered = render_share(&cutout(), &RenderOptions::default()).unwrap();
         let digest = |b: &[u8]| crate::ids::hex(&Sha256::digest(b));
         assert_eq!(
             digest(&rendered.og.bytes),
-            "b28205c1b1be0d60a42ad864c1f4f970ea30d0862114bc55ae4a31488a1c2061"
+            "e4679918ff94dcd1c271ac7ed4c4c04860733f49f1c9b1867b10b350c9617ab0"
         );
         assert_eq!(
             digest(&rendered.pinterest.bytes),
-            "59b5e51694ca2962fc2667aef75a17e8d13ad7cf613948e5a27a0e60757c104c"
+            "8d0f7ecf8785516122491c1209bce57340af70e1e54884646267ce3bfeb77a8d"
         );
         assert_eq!(
             digest(&rendered.image.bytes),
-            "23130ad42c55c142ea99668563e0f065ee49ba93181bb94482ee9feb523b7456"
+            "f5913884b3a4c7edfd1bf6d82e61126db51cdec41a7d78c6c889915d46a1c3e2"
         );
     }
 }

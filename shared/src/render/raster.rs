@@ -38,14 +38,24 @@ pub(super) fn background(
     match (transparent, bg) {
         (true, Background::Color(c)) => Ok(RgbImage::from_pixel(w, h, image::Rgb(c))),
         (true, Background::Gradient(top, bottom)) => {
+            // Ordered (4×4 Bayer) dithering at the canvas's own coordinates, so any part of the
+            // card gets the same pixels: a gentle gradient over a tall card otherwise shows
+            // 8-bit bands about 60 px apart.
+            const BAYER: [f32; 16] = [
+                0.0, 8.0, 2.0, 10.0, 12.0, 4.0, 14.0, 6.0, 3.0, 11.0, 1.0, 9.0, 15.0, 7.0, 13.0,
+                5.0,
+            ];
             let mut img = RgbImage::new(w, h);
             for (y, row) in img.rows_mut().enumerate() {
-                let t = (ry + y as u32) as f32 / (ch.max(2) - 1) as f32;
-                let c: [u8; 3] = std::array::from_fn(|i| {
-                    (f32::from(top[i]) * (1.0 - t) + f32::from(bottom[i]) * t).round() as u8
+                let cy = ry + y as u32;
+                let t = cy as f32 / (ch.max(2) - 1) as f32;
+                let v: [f32; 3] = std::array::from_fn(|i| {
+                    f32::from(top[i]) * (1.0 - t) + f32::from(bottom[i]) * t
                 });
-                for p in row {
-                    p.0 = c;
+                for (x, p) in row.enumerate() {
+                    let cx = rx + x as u32;
+                    let d = (BAYER[((cy & 3) * 4 + (cx & 3)) as usize] + 0.5) / 16.0;
+                    p.0 = v.map(|c| (c + d).floor().clamp(0.0, 255.0) as u8);
                 }
             }
             Ok(img)
@@ -284,6 +294,40 @@ mod tests {
     use image::DynamicImage;
 
     use super::*;
+
+    /// The default gradient falls 24 levels over the 1500 px Pinterest card: undithered, each
+    /// level is a band 62 px tall. Dithered, the mean of every 4×4 block follows the ramp
+    /// within a fraction of a level, and a part of the card is the same pixels as the whole.
+    #[test]
+    fn gradient_is_dithered_not_banded() {
+        let bg = Background::Gradient([250, 246, 240], [226, 232, 240]);
+        let mut resizer = Resizer::new();
+        let (w, h) = (64u32, 1500u32);
+        let card = background(&mut resizer, None, (w, h), (0, 0, w, h), true, bg).unwrap();
+        let mut previous = f32::INFINITY;
+        for by in 0..h / 4 {
+            let mut sum = 0.0;
+            for y in by * 4..by * 4 + 4 {
+                for x in 0..4 {
+                    sum += f32::from(card.get_pixel(x, y)[0]);
+                }
+            }
+            let mean = sum / 16.0;
+            let t = (by * 4) as f32 / (h - 1) as f32;
+            let ideal = 250.0 * (1.0 - t) + 226.0 * t;
+            assert!(
+                (mean - ideal).abs() < 0.2,
+                "row {}: {mean} vs {ideal}",
+                by * 4
+            );
+            assert!(mean <= previous + 0.5, "row {}: not falling", by * 4);
+            previous = mean;
+        }
+        let part = background(&mut resizer, None, (w, h), (8, 700, 16, 40), true, bg).unwrap();
+        for (x, y, p) in part.enumerate_pixels() {
+            assert_eq!(p, card.get_pixel(8 + x, 700 + y));
+        }
+    }
     use crate::render::{
         render_share,
         test_support::{cutout, decode},
