@@ -143,6 +143,16 @@ pub fn compose(
             p[..3].copy_from_slice(&c);
         }
     };
+    // The photo with the estimated colours where there are some.
+    let subject = || {
+        let mut rgba = image.to_rgba8();
+        if foreground.is_some() {
+            for (i, p) in rgba.pixels_mut().enumerate() {
+                colour(i, &mut p.0);
+            }
+        }
+        rgba
+    };
     match output {
         OutputType::Mask | OutputType::Trimap => DynamicImage::ImageLuma8(mask.clone()),
         OutputType::Rgba => {
@@ -154,26 +164,14 @@ pub fn compose(
             DynamicImage::ImageRgba8(out)
         }
         OutputType::Color(color) => {
-            let mut rgba = image.to_rgba8();
-            if foreground.is_some() {
-                for (i, p) in rgba.pixels_mut().enumerate() {
-                    colour(i, &mut p.0);
-                }
-            }
-            let out = over(&rgba, mask, |_, _| color);
+            let out = over(&subject(), mask, |_, _| color);
             DynamicImage::ImageRgb8(out)
         }
         OutputType::Blur => {
             let rgb = image.to_rgb8();
             let sigma = (rgb.width().max(rgb.height()) as f32 / 60.0).max(4.0);
             let background = image::imageops::fast_blur(&rgb, sigma);
-            let mut rgba = image.to_rgba8();
-            if foreground.is_some() {
-                for (i, p) in rgba.pixels_mut().enumerate() {
-                    colour(i, &mut p.0);
-                }
-            }
-            let out = over(&rgba, mask, |x, y| background.get_pixel(x, y).0);
+            let out = over(&subject(), mask, |x, y| background.get_pixel(x, y).0);
             DynamicImage::ImageRgb8(out)
         }
     }
