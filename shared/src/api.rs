@@ -46,6 +46,11 @@ pub struct RemoveResponse {
     pub content_type: String,
     pub width: u32,
     pub height: u32,
+    /// The subject's box in the picture (also the `X-Foreground-*` headers).
+    pub foreground_top: u32,
+    pub foreground_left: u32,
+    pub foreground_width: u32,
+    pub foreground_height: u32,
     /// `hit` when the answer came from the result cache without inference.
     pub cache: String,
     pub model: String,
@@ -105,6 +110,10 @@ pub struct ShareManifest {
 pub mod keys {
     pub fn result(id: &str) -> String {
         format!("results/{id}")
+    }
+    /// The subject's box in a result (`shared::effects::Rect` as JSON), written before it.
+    pub fn result_box(id: &str) -> String {
+        format!("results/{id}.box")
     }
     /// A result's share-ready card subjects (`shared::render::CardSubjects`).
     pub fn card_subjects(id: &str) -> String {

@@ -168,13 +168,18 @@ pub fn compose(
             DynamicImage::ImageRgb8(out)
         }
         OutputType::Blur => {
-            let rgb = image.to_rgb8();
-            let sigma = (rgb.width().max(rgb.height()) as f32 / 60.0).max(4.0);
-            let background = image::imageops::fast_blur(&rgb, sigma);
+            let background = blurred(image);
             let out = over(&subject(), mask, |x, y| background.get_pixel(x, y).0);
             DynamicImage::ImageRgb8(out)
         }
     }
+}
+
+/// The photo blurred as the `blur` output's background.
+pub fn blurred(image: &DynamicImage) -> RgbImage {
+    let rgb = image.to_rgb8();
+    let sigma = (rgb.width().max(rgb.height()) as f32 / 60.0).max(4.0);
+    image::imageops::fast_blur(&rgb, sigma)
 }
 
 /// The subject (alpha = mask × own alpha) over a background given per pixel.

@@ -9,6 +9,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 
 use crate::{
     compose::{self, MaskOptions, OutputType},
+    effects::{self, Backdrop, Effects, Rect},
     encode::{self, OutputFormat},
     intake::{self, ImageFormat, IntakeError, Limits},
     refine::{self, Refine, foreground, trimap},
@@ -23,6 +24,8 @@ pub struct CutoutOptions {
     pub mask: MaskOptions,
     pub format: OutputFormat,
     pub refine: Refine,
+    /// Crop, canvas, outline, shadow, background, channels, resolution.
+    pub effects: Effects,
 }
 
 impl Default for CutoutOptions {
@@ -33,8 +36,14 @@ impl Default for CutoutOptions {
             mask: MaskOptions::default(),
             format: OutputFormat::Png,
             refine: Refine::default(),
+            effects: Effects::default(),
         }
     }
+}
+
+/// The largest canvas the effects may make: the intake's own pixel limit.
+pub fn max_canvas_pixels() -> u64 {
+    Limits::default().max_pixels
 }
 
 impl CutoutOptions {
@@ -46,6 +55,39 @@ impl CutoutOptions {
             OutputType::Mask => Refine::Off,
             _ => Refine::Matting,
         }
+    }
+
+    /// What can be refused before any work: options that do not go together, a canvas over
+    /// the limit. `bg_image` is whether a background photo came with them.
+    pub fn check(&self, bg_image: bool) -> Result<(), Refusal> {
+        let fx = &self.effects;
+        let bad = |m: String| Err(Refusal::bad("invalid_option", m));
+        if self.output == OutputType::Trimap && (fx.changes_picture() || bg_image) {
+            return bad("`type=trimap` is the refinement's own picture and takes no layout, outline, shadow or background options".into());
+        }
+        let backgrounds = [
+            matches!(self.output, OutputType::Color(_) | OutputType::Blur),
+            fx.bg_color.is_some(),
+            bg_image,
+        ];
+        if backgrounds.iter().filter(|&&b| b).count() > 1 {
+            return bad(
+                "give one background: `type` (a colour or blur), `bg_color` or `bg_image`".into(),
+            );
+        }
+        if self.output == OutputType::Mask && (fx.bg_color.is_some() || bg_image) {
+            return bad("`type=mask` is the alpha alone and has no background".into());
+        }
+        if let Some(size) = fx.size {
+            let (w, h) = size.pixels(fx.dpi.unwrap_or(effects::DEFAULT_PRINT_DPI));
+            if u64::from(w) * u64::from(h) > max_canvas_pixels() {
+                return bad(format!(
+                    "`size`: the canvas would be {w}×{h} pixels, more than the {} allowed",
+                    max_canvas_pixels()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -121,6 +163,24 @@ pub enum Stage {
     Matting,
     Foreground,
     Compose,
+    /// Crop, canvas, outline, shadow, background ([`crate::effects`]).
+    Effects,
+}
+
+/// A composed picture and where the subject is in it.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    pub picture: DynamicImage,
+    pub subject: Rect,
+}
+
+/// Why a cut-out was not made: the options (a 4xx), or the encoder (internal).
+#[derive(Debug, thiserror::Error)]
+pub enum CutoutError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("encoding the result: {0}")]
+    Encode(String),
 }
 
 /// A finished cut-out.
@@ -130,6 +190,8 @@ pub struct Cutout {
     pub content_type: &'static str,
     /// The pixels that were encoded.
     pub picture: DynamicImage,
+    /// The subject's box in the picture (remove.bg's `X-Foreground-*`).
+    pub subject: Rect,
 }
 
 impl Cutout {
@@ -147,10 +209,15 @@ impl Cutout {
     }
 }
 
-/// The mask refined (matting, threshold, reverse, foreground colour) and laid over the
-/// picture as asked.
-pub fn compose(image: &DynamicImage, mask: Mask, opts: &CutoutOptions) -> DynamicImage {
-    compose_timed(image, mask, opts, &mut |_| {})
+/// The mask refined (matting, threshold, reverse, foreground colour), laid over the picture as
+/// asked, then the effects; `bg_image` is a background photo the caller sent.
+pub fn compose(
+    image: &DynamicImage,
+    mask: Mask,
+    opts: &CutoutOptions,
+    bg_image: Option<&RgbImage>,
+) -> Result<Composed, Refusal> {
+    compose_timed(image, mask, opts, bg_image, &mut |_| {})
 }
 
 /// [`compose`], calling `lap` as each [`Stage`] ends (stages that do not run are not called).
@@ -158,8 +225,10 @@ pub fn compose_timed(
     image: &DynamicImage,
     mask: Mask,
     opts: &CutoutOptions,
+    bg_image: Option<&RgbImage>,
     lap: &mut dyn FnMut(Stage),
-) -> DynamicImage {
+) -> Result<Composed, Refusal> {
+    opts.check(bg_image.is_some())?;
     let Mask {
         pixels: mut alpha,
         grid,
@@ -167,53 +236,97 @@ pub fn compose_timed(
     if opts.output == OutputType::Trimap {
         let t = trimap::trimap(&alpha, grid);
         lap(Stage::Trimap);
-        return DynamicImage::ImageLuma8(t);
+        let subject = effects::subject_box(&t);
+        return Ok(Composed {
+            picture: DynamicImage::ImageLuma8(t),
+            subject,
+        });
     }
-    if opts.refine == Refine::Off {
+    let fx = &opts.effects;
+    let laid_out = fx.changes_picture() || bg_image.is_some();
+    let (alpha, fg) = if opts.refine == Refine::Off {
         compose::refine_mask(&mut alpha, opts.mask);
-        let out = compose::compose(image, &alpha, None, opts.output);
-        lap(Stage::Compose);
-        return out;
-    }
-    let rgb: Cow<'_, RgbImage> = match image {
-        DynamicImage::ImageRgb8(rgb) => Cow::Borrowed(rgb),
-        other => Cow::Owned(other.to_rgb8()),
+        (alpha, None)
+    } else {
+        let rgb: Cow<'_, RgbImage> = match image {
+            DynamicImage::ImageRgb8(rgb) => Cow::Borrowed(rgb),
+            other => Cow::Owned(other.to_rgb8()),
+        };
+        if opts.refine == Refine::Matting {
+            let t = trimap::trimap(&alpha, grid);
+            lap(Stage::Trimap);
+            alpha = refine::matte(&rgb, &alpha, &t).0;
+            lap(Stage::Matting);
+        }
+        compose::refine_mask(&mut alpha, opts.mask);
+        if opts.output == OutputType::Mask && !laid_out {
+            let subject = effects::subject_box(&alpha);
+            return Ok(Composed {
+                picture: DynamicImage::ImageLuma8(alpha),
+                subject,
+            });
+        }
+        let fg = foreground::estimate(
+            rgb.as_raw(),
+            rgb.width() as usize,
+            rgb.height() as usize,
+            alpha.as_raw().as_slice(),
+        );
+        lap(Stage::Foreground);
+        (alpha, Some(fg))
     };
-    if opts.refine == Refine::Matting {
-        let t = trimap::trimap(&alpha, grid);
-        lap(Stage::Trimap);
-        alpha = refine::matte(&rgb, &alpha, &t).0;
-        lap(Stage::Matting);
+    if !laid_out {
+        let picture = compose::compose(image, &alpha, fg.as_ref(), opts.output);
+        lap(Stage::Compose);
+        return Ok(Composed {
+            picture,
+            subject: effects::subject_box(&alpha),
+        });
     }
-    compose::refine_mask(&mut alpha, opts.mask);
-    if opts.output == OutputType::Mask {
-        return DynamicImage::ImageLuma8(alpha);
-    }
-    let fg = foreground::estimate(
-        rgb.as_raw(),
-        rgb.width() as usize,
-        rgb.height() as usize,
-        alpha.as_raw().as_slice(),
-    );
-    lap(Stage::Foreground);
-    let out = compose::compose(image, &alpha, Some(&fg), opts.output);
+    let subject = compose::compose(image, &alpha, fg.as_ref(), OutputType::Rgba).into_rgba8();
     lap(Stage::Compose);
-    out
+    let blurred;
+    let backdrop = match (opts.output, fx.bg_color, bg_image) {
+        (OutputType::Color([r, g, b]), _, _) => Backdrop::Color([r, g, b, 255]),
+        (OutputType::Blur, _, _) => {
+            blurred = compose::blurred(image);
+            Backdrop::Image(&blurred)
+        }
+        (_, Some(c), _) => Backdrop::Color(c),
+        (_, None, Some(photo)) => Backdrop::Image(photo),
+        _ => Backdrop::Transparent,
+    };
+    let mut fx = *fx;
+    if opts.output == OutputType::Mask {
+        fx.channels = effects::Channels::Alpha;
+    }
+    let laid = effects::apply(subject, backdrop, &fx, max_canvas_pixels())?;
+    lap(Stage::Effects);
+    Ok(Composed {
+        picture: laid.picture,
+        subject: laid.subject,
+    })
 }
 
-/// The composed picture in the asked format.
+/// The composed picture in the asked format, with the asked resolution.
 pub fn encode(picture: &DynamicImage, opts: &CutoutOptions) -> Result<Vec<u8>, String> {
-    encode::encode(picture, opts.format)
+    encode::encode_dpi(picture, opts.format, opts.effects.file_dpi())
 }
 
 /// [`compose`] then [`encode`].
-pub fn finish(image: &DynamicImage, mask: Mask, opts: &CutoutOptions) -> Result<Cutout, String> {
-    let picture = compose(image, mask, opts);
-    let bytes = encode(&picture, opts)?;
+pub fn finish(
+    image: &DynamicImage,
+    mask: Mask,
+    opts: &CutoutOptions,
+    bg_image: Option<&RgbImage>,
+) -> Result<Cutout, CutoutError> {
+    let Composed { picture, subject } = compose(image, mask, opts, bg_image)?;
+    let bytes = encode(&picture, opts).map_err(CutoutError::Encode)?;
     Ok(Cutout {
         bytes,
-        content_type: opts.format.mime(),
+        content_type: opts.format.resolve(&picture).mime(),
         picture,
+        subject,
     })
 }
 
@@ -234,7 +347,7 @@ mod tests {
             pixels: pixels.clone(),
             grid: 8,
         };
-        let out = finish(&image, m(&mask), &off).unwrap();
+        let out = finish(&image, m(&mask), &off, None).unwrap();
         assert_eq!(
             (out.width(), out.height(), out.content_type),
             (8, 6, "image/png")
@@ -251,7 +364,7 @@ mod tests {
             format: OutputFormat::Jpeg,
             ..off
         };
-        let out = finish(&image, m(&mask), &hard).unwrap();
+        let out = finish(&image, m(&mask), &hard, None).unwrap();
         assert!(!out.is_lossless());
         assert_eq!(out.content_type, "image/jpeg");
     }

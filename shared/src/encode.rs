@@ -1,5 +1,6 @@
 //! Encoding results for download: PNG (default, lossless with alpha), WebP (lossless, alpha)
-//! or JPEG (no alpha: transparent areas are flattened onto white).
+//! or JPEG (no alpha: transparent areas are flattened onto white), or `auto` (PNG when anything
+//! is transparent, else JPEG); print files carry their resolution (PNG `pHYs`, JPEG JFIF).
 
 use std::{fmt, str::FromStr};
 
@@ -13,12 +14,26 @@ pub enum OutputFormat {
     Png,
     Webp,
     Jpeg,
+    /// PNG when the picture has transparency (or is a mask), JPEG otherwise.
+    Auto,
 }
 
 impl OutputFormat {
+    /// The format a picture is written in: `Auto` decided by its pixels.
+    pub fn resolve(self, picture: &DynamicImage) -> OutputFormat {
+        if self != OutputFormat::Auto {
+            return self;
+        }
+        match picture {
+            DynamicImage::ImageRgb8(_) => OutputFormat::Jpeg,
+            DynamicImage::ImageRgba8(m) if m.pixels().all(|p| p.0[3] == 255) => OutputFormat::Jpeg,
+            _ => OutputFormat::Png,
+        }
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
-            OutputFormat::Png => "png",
+            OutputFormat::Png | OutputFormat::Auto => "png",
             OutputFormat::Webp => "webp",
             OutputFormat::Jpeg => "jpg",
         }
@@ -26,7 +41,7 @@ impl OutputFormat {
 
     pub fn mime(self) -> &'static str {
         match self {
-            OutputFormat::Png => "image/png",
+            OutputFormat::Png | OutputFormat::Auto => "image/png",
             OutputFormat::Webp => "image/webp",
             OutputFormat::Jpeg => "image/jpeg",
         }
@@ -39,6 +54,7 @@ impl fmt::Display for OutputFormat {
             OutputFormat::Png => "png",
             OutputFormat::Webp => "webp",
             OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Auto => "auto",
         })
     }
 }
@@ -50,8 +66,9 @@ impl FromStr for OutputFormat {
             "png" => Ok(OutputFormat::Png),
             "webp" => Ok(OutputFormat::Webp),
             "jpeg" | "jpg" => Ok(OutputFormat::Jpeg),
+            "auto" => Ok(OutputFormat::Auto),
             other => Err(format!(
-                "unknown format {other:?}: expected png, webp or jpeg"
+                "unknown format {other:?}: expected png, webp, jpeg or auto"
             )),
         }
     }
@@ -64,10 +81,20 @@ pub const JPEG_QUALITY: u8 = 90;
 /// the 8-bit layouts produced by `compose`, so errors are reported as strings for callers to
 /// treat as internal.
 pub fn encode(image: &DynamicImage, format: OutputFormat) -> Result<Vec<u8>, String> {
+    encode_dpi(image, format, None)
+}
+
+/// [`encode`], writing `dpi` into PNG (`pHYs`) and JPEG (JFIF density) files (WebP has no
+/// field for it).
+pub fn encode_dpi(
+    image: &DynamicImage,
+    format: OutputFormat,
+    dpi: Option<u16>,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let (w, h) = (image.width(), image.height());
-    let result = match format {
-        OutputFormat::Png => {
+    let result = match format.resolve(image) {
+        OutputFormat::Png | OutputFormat::Auto => {
             let enc = codecs::png::PngEncoder::new_with_quality(
                 &mut out,
                 codecs::png::CompressionType::Fast,
@@ -104,16 +131,38 @@ pub fn encode(image: &DynamicImage, format: OutputFormat) -> Result<Vec<u8>, Str
         }
         OutputFormat::Jpeg => {
             let rgb = flatten_on_white(image);
-            codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY).write_image(
-                rgb.as_raw(),
-                w,
-                h,
-                image::ExtendedColorType::Rgb8,
-            )
+            let mut enc = codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY);
+            if let Some(d) = dpi {
+                enc.set_pixel_density(codecs::jpeg::PixelDensity::dpi(d));
+            }
+            enc.write_image(rgb.as_raw(), w, h, image::ExtendedColorType::Rgb8)
         }
     };
     result.map_err(|e| e.to_string())?;
+    if let (Some(d), OutputFormat::Png) = (dpi, format.resolve(image)) {
+        out = with_png_dpi(out, d);
+    }
     Ok(out)
+}
+
+/// A PNG with a `pHYs` chunk (pixels per metre) right after its `IHDR`.
+fn with_png_dpi(png: Vec<u8>, dpi: u16) -> Vec<u8> {
+    // Signature (8) + IHDR: length (4), type (4), 13 bytes of data, CRC (4).
+    const AFTER_IHDR: usize = 8 + 4 + 4 + 13 + 4;
+    let ppm = (f64::from(dpi) / 0.0254).round() as u32;
+    let mut chunk = Vec::with_capacity(21);
+    chunk.extend_from_slice(&9u32.to_be_bytes());
+    chunk.extend_from_slice(b"pHYs");
+    chunk.extend_from_slice(&ppm.to_be_bytes());
+    chunk.extend_from_slice(&ppm.to_be_bytes());
+    chunk.push(1); // the unit is the metre
+    let crc = crc32fast::hash(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    let mut out = Vec::with_capacity(png.len() + chunk.len());
+    out.extend_from_slice(&png[..AFTER_IHDR]);
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&png[AFTER_IHDR..]);
+    out
 }
 
 fn flatten_on_white(image: &DynamicImage) -> image::RgbImage {
@@ -152,5 +201,51 @@ mod tests {
         }
         assert_eq!("JPG".parse::<OutputFormat>().unwrap(), OutputFormat::Jpeg);
         assert!("gif".parse::<OutputFormat>().is_err());
+    }
+
+    #[test]
+    fn auto_is_png_with_transparency_else_jpeg() {
+        let clear = DynamicImage::ImageRgba8(RgbaImage::from_pixel(2, 2, Rgba([1, 2, 3, 9])));
+        let solid = DynamicImage::ImageRgba8(RgbaImage::from_pixel(2, 2, Rgba([1, 2, 3, 255])));
+        let rgb = DynamicImage::ImageRgb8(image::RgbImage::new(2, 2));
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::new(2, 2));
+        let auto = OutputFormat::Auto;
+        assert_eq!(auto.resolve(&clear), OutputFormat::Png);
+        assert_eq!(auto.resolve(&grey), OutputFormat::Png);
+        assert_eq!(auto.resolve(&solid), OutputFormat::Jpeg);
+        assert_eq!(auto.resolve(&rgb), OutputFormat::Jpeg);
+        assert!(encode(&rgb, auto).unwrap().starts_with(&[0xff, 0xd8]));
+        assert!(encode(&clear, auto).unwrap().starts_with(b"\x89PNG"));
+    }
+
+    /// The resolution read back by independent parsers: the `png` crate's `pHYs`, and the
+    /// JFIF APP0 segment's density fields.
+    #[test]
+    fn dpi_is_written_into_png_and_jpeg() {
+        let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(5, 4, Rgba([1, 2, 3, 128])));
+        let png = encode_dpi(&img, OutputFormat::Png, Some(300)).unwrap();
+        let reader = png::Decoder::new(std::io::Cursor::new(&png))
+            .read_info()
+            .unwrap();
+        let dims = reader.info().pixel_dims.expect("pHYs");
+        assert_eq!(
+            (dims.xppu, dims.yppu, dims.unit),
+            (11811, 11811, png::Unit::Meter)
+        );
+        assert_eq!(
+            image::load_from_memory(&png).unwrap().to_rgba8(),
+            img.to_rgba8()
+        );
+        let jpeg = encode_dpi(&img, OutputFormat::Jpeg, Some(300)).unwrap();
+        // SOI, then APP0 "JFIF\0", version (2), units (1 = dots per inch), x and y density.
+        assert_eq!(&jpeg[6..11], b"JFIF\0");
+        assert_eq!(jpeg[13], 1);
+        assert_eq!(u16::from_be_bytes([jpeg[14], jpeg[15]]), 300);
+        assert_eq!(u16::from_be_bytes([jpeg[16], jpeg[17]]), 300);
+        let plain = encode(&img, OutputFormat::Png).unwrap();
+        let reader = png::Decoder::new(std::io::Cursor::new(&plain))
+            .read_info()
+            .unwrap();
+        assert!(reader.info().pixel_dims.is_none());
     }
 }

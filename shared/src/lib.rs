@@ -24,6 +24,7 @@
 pub mod api;
 pub mod compose;
 pub mod cutout;
+pub mod effects;
 pub mod encode;
 pub mod ids;
 pub mod intake;

@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use clap::Args;
 use shared::{
     cutout::{self, CutoutOptions, Mask, Stage},
+    effects::{self, Backdrop, Effects},
     intake::{self, Limits},
     refine::Refine,
 };
@@ -36,6 +37,53 @@ pub struct BenchArgs {
     /// With --photo: off | foreground | matting (default matting, as the CLI and the API).
     #[arg(long, default_value = "matting")]
     pub refine: Refine,
+    /// Time each print effect (crop, outline, shadow, and all three) on this cut-out (an RGBA
+    /// PNG, e.g. from `gpu-server remove`), as the pipeline runs them after the cut-out.
+    #[arg(long, conflicts_with = "photo")]
+    pub effects_of: Option<PathBuf>,
+}
+
+/// The effects `--effects-of` times, as form fields.
+const EFFECTS: [(&str, &[(&str, &str)]); 4] = [
+    ("crop", &[("crop", "true")]),
+    ("outline", &[("outline", "true")]),
+    ("shadow", &[("shadow", "true")]),
+    (
+        "all",
+        &[("crop", "true"), ("outline", "true"), ("shadow", "true")],
+    ),
+];
+
+fn bench_effects(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cutout = image::open(path)?.into_rgba8();
+    let mut out = serde_json::Map::new();
+    for (name, fields) in EFFECTS {
+        let fx = Effects::from_fields(|n| fields.iter().find(|(k, _)| *k == n).map(|f| f.1))
+            .map_err(|r| anyhow::anyhow!(r.message))?;
+        let (median, min, _) = time(args.warmup, args.iters, || {
+            effects::apply(
+                cutout.clone(),
+                Backdrop::Transparent,
+                &fx,
+                cutout::max_canvas_pixels(),
+            )
+            .expect("the effects apply");
+        });
+        out.insert(
+            name.to_owned(),
+            serde_json::json!({"median_ms": median, "min_ms": min}),
+        );
+    }
+    let (copy, _, _) = time(args.warmup, args.iters, || {
+        std::hint::black_box(cutout.clone());
+    });
+    out.insert("copy_of_input_ms".into(), copy.into());
+    out.insert(
+        "pixels".into(),
+        (u64::from(cutout.width()) * u64::from(cutout.height())).into(),
+    );
+    println!("{}", serde_json::Value::Object(out));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Median of `iters` timed runs after `warmup` untimed ones, plus min and max, in ms.
@@ -55,13 +103,14 @@ fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
 }
 
 /// The stages of one cut-out, in the order they run.
-const STAGES: [&str; 7] = [
+const STAGES: [&str; 8] = [
     "decode",
     "mask",
     "trimap",
     "matting",
     "foreground",
     "compose",
+    "effects",
     "encode_png",
 ];
 
@@ -72,8 +121,8 @@ fn cutout_png(
     supplied: Option<&[u8]>,
     bytes: &[u8],
     refine: Refine,
-) -> anyhow::Result<(Vec<u8>, [f64; 7])> {
-    let mut stages = [0.0; 7];
+) -> anyhow::Result<(Vec<u8>, [f64; 8])> {
+    let mut stages = [0.0; 8];
     let mut t = Instant::now();
     let mut lap = |stage: usize| {
         stages[stage] = t.elapsed().as_secs_f64() * 1e3;
@@ -94,21 +143,25 @@ fn cutout_png(
         (None, None) => anyhow::bail!("no model and no mask"),
     };
     lap(1);
-    let out = cutout::compose_timed(&decoded.image, mask, &opts, &mut |stage| {
+    let out = cutout::compose_timed(&decoded.image, mask, &opts, None, &mut |stage| {
         lap(match stage {
             Stage::Trimap => 2,
             Stage::Matting => 3,
             Stage::Foreground => 4,
             Stage::Compose => 5,
+            Stage::Effects => 6,
         })
-    });
-    let png = cutout::encode(&out, &opts).map_err(anyhow::Error::msg)?;
-    lap(6);
+    })?;
+    let png = cutout::encode(&out.picture, &opts).map_err(anyhow::Error::msg)?;
+    lap(7);
     Ok((png, stages))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
+    if let Some(path) = &args.effects_of {
+        return bench_effects(&args, path);
+    }
     if let Some(photo) = &args.photo {
         let supplied = args.mask.as_ref().map(std::fs::read).transpose()?;
         // A supplied mask needs no model.
@@ -119,7 +172,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let bytes = std::fs::read(photo)?;
         let run = || cutout_png(seg.as_ref(), supplied.as_deref(), &bytes, args.refine);
         let png_bytes = run()?.0.len();
-        let mut per_stage: Vec<[f64; 7]> = Vec::new();
+        let mut per_stage: Vec<[f64; 8]> = Vec::new();
         let (median, min, max) = time(args.warmup, args.iters, || {
             let (_, stages) = run().expect("the photo was cut out once already");
             per_stage.push(stages);

