@@ -81,6 +81,11 @@ pub struct ServeArgs {
     #[arg(long, env = s::CORS_ALLOWED_ORIGINS.env, value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Keys of server-to-server callers, comma-separated. When set, the remove.bg-compatible
+    /// route needs one as `X-Api-Key` (or `Authorization: Bearer`); unset, it is open.
+    #[arg(long, env = "API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

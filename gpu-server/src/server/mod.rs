@@ -92,6 +92,12 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         public_base_url: args.public_base_url.clone(),
         site_name: args.site_name.clone(),
         shop_url: args.shop_url.clone(),
+        api_keys: args
+            .api_keys
+            .iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
         notes,
         started: Instant::now(),
     })))

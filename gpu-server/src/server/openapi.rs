@@ -15,6 +15,7 @@ use super::{routes::*, state::AppState};
     ),
     tags(
         (name = "processing", description = "Cut the pet out of a photo"),
+        (name = "remove.bg-compatible", description = "remove.bg's API v1.0, for integrations written for it"),
         (name = "sharing", description = "Watermarked share images, pages and links"),
         (name = "operations", description = "Health, readiness, warm-up, version and metrics"),
         (name = "web", description = "The customer's page"),
@@ -26,6 +27,7 @@ struct ApiDoc;
 pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
     let uploads = OpenApiRouter::new()
         .routes(routes!(process::remove_background))
+        .routes(routes!(removebg::removebg))
         .routes(routes!(share::share_image))
         .layer(DefaultBodyLimit::max(upload_limit));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -43,9 +43,26 @@ pub struct Inner {
     pub public_base_url: Option<String>,
     pub site_name: String,
     pub shop_url: String,
+    /// `API_KEYS`: keys server-to-server callers send (empty: none needed).
+    pub api_keys: Vec<String>,
     /// Settings worth telling an operator about (`/version`).
     pub notes: Vec<String>,
     pub started: Instant,
+}
+
+impl Inner {
+    /// Whether `sent` is one of the configured API keys (compared in constant time, every key
+    /// tried, so the time says nothing of which or how much matched).
+    pub fn api_key_matches(&self, sent: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let sent = sent.trim().as_bytes();
+        self.api_keys
+            .iter()
+            .fold(subtle::Choice::from(0), |found, key| {
+                found | key.as_bytes().ct_eq(sent)
+            })
+            .into()
+    }
 }
 
 /// Now, in unix seconds.

@@ -1440,3 +1440,159 @@ async fn print_effects_their_headers_and_refusals() {
         assert!(message.contains(needle), "{needle}: {message}");
     }
 }
+
+/// remove.bg's API: its bodies (multipart, URL-encoded, JSON), answers, headers, error shape
+/// and keys.
+#[tokio::test]
+async fn remove_bg_compatible_route() {
+    use base64::Engine;
+    let (_state, router) = setup(&["--api-keys", "k1,k2"]).await;
+    wait_ready(&router).await;
+    let img = photo();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&img);
+    let send_with = |ctype: &str, body: Vec<u8>, key: Option<&str>, json: bool| {
+        let mut req = Request::post("/v1.0/removebg").header(header::CONTENT_TYPE, ctype);
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        if json {
+            req = req.header(header::ACCEPT, "application/json");
+        }
+        let router = router.clone();
+        let req = req.body(Body::from(body)).unwrap();
+        async move { send(&router, req).await }
+    };
+    let multi = |parts: &[Part<'_>], key: Option<&str>, json: bool| {
+        let (ctype, body) = multipart(parts);
+        send_with(&ctype, body, key, json)
+    };
+    let errors = |a: &Answer| {
+        let v = a.json();
+        (
+            v["errors"][0]["code"].as_str().unwrap_or("").to_owned(),
+            v["errors"][0]["title"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+
+    // Keys: missing and wrong are 403 in remove.bg's shape; either key opens.
+    let parts: Vec<Part<'_>> = vec![("image_file", Some("cat.png"), &img)];
+    let missing = multi(&parts, None, false).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        errors(&missing),
+        ("auth_failed".into(), "Missing API Key".into())
+    );
+    let wrong = multi(&parts, Some("k3"), false).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(errors(&wrong).1, "Invalid API Key");
+
+    // Multipart, remove.bg's default size (preview, 0.25 MP: an 800×600 photo is scaled down,
+    // aspect kept) and format (auto: PNG here).
+    let big = png(800, 600);
+    let ok = multi(&[("image_file", Some("big.png"), &big)], Some("k2"), false).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(ok.header("content-type"), "image/png");
+    let pic = image::load_from_memory(&ok.body).unwrap();
+    assert_eq!((pic.width(), pic.height()), (577, 433));
+    assert_eq!(ok.header("x-width"), pic.width().to_string());
+    for h in [
+        "x-foreground-top",
+        "x-foreground-left",
+        "x-foreground-width",
+        "x-foreground-height",
+        "x-credits-charged",
+    ] {
+        assert!(ok.header(h).parse::<f64>().is_ok(), "{h}");
+    }
+    // size=full keeps the photo's size; JSON answers carry the image as base64.
+    let full: Vec<Part<'_>> = vec![
+        ("image_file", Some("cat.png"), &img),
+        ("size", None, b"full"),
+    ];
+    let j = multi(&full, Some("k1"), true).await;
+    assert_eq!(j.status, StatusCode::OK, "{}", j.text());
+    let data = &j.json()["data"];
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(data["result_b64"].as_str().unwrap())
+        .unwrap();
+    let pic = image::load_from_memory(&png).unwrap();
+    assert_eq!((pic.width(), pic.height()), (451, 300));
+    assert!(data["foreground_width"].as_u64().unwrap() > 100);
+
+    // URL-encoded base64 with a background colour: opaque, so auto is JPEG.
+    let body = format!(
+        "image_file_b64={}&bg_color=81d4fa&size=full",
+        urlencode(&b64)
+    );
+    let form = send_with(
+        "application/x-www-form-urlencoded",
+        body.into_bytes(),
+        Some("k1"),
+        false,
+    )
+    .await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+    assert_eq!(form.header("content-type"), "image/jpeg");
+    // JSON body, crop and a drop shadow.
+    let body = serde_json::json!({"image_file_b64": b64, "crop": true, "shadow_type": "drop", "size": "full"});
+    let js = send_with(
+        "application/json",
+        body.to_string().into_bytes(),
+        Some("k1"),
+        false,
+    )
+    .await;
+    assert_eq!(js.status, StatusCode::OK, "{}", js.text());
+    let pic = image::load_from_memory(&js.body).unwrap();
+    assert!(pic.width() < 451, "cropped: {}", pic.width());
+
+    // What it cannot honour is a 400 naming it.
+    for (field, value, code) in [
+        (
+            "image_url",
+            "https://example.com/cat.jpg",
+            "unsupported_parameter",
+        ),
+        (
+            "bg_image_url",
+            "https://example.com/bg.jpg",
+            "unsupported_parameter",
+        ),
+        ("roi", "0% 0% 50% 50%", "unsupported_parameter"),
+        ("format", "zip", "unsupported_parameter"),
+        ("shadow_type", "car", "unsupported_parameter"),
+        ("size", "enormous", "invalid_size"),
+        ("frobnicate", "1", "unknown_parameter"),
+    ] {
+        let parts: Vec<Part<'_>> = vec![
+            ("image_file", Some("cat.png"), &img),
+            (field, None, value.as_bytes()),
+        ];
+        let r = multi(&parts, Some("k1"), false).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}: {}", r.text());
+        let (c, title) = errors(&r);
+        assert_eq!(c, code, "{field}");
+        assert!(title.contains(field), "{field}: {title}");
+    }
+    let none = multi(&[("size", None, b"full")], Some("k1"), false).await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    assert_eq!(errors(&none).0, "missing_source");
+    let junk = send_with(
+        "application/x-www-form-urlencoded",
+        b"image_file_b64=%%%%".to_vec(),
+        Some("k1"),
+        false,
+    )
+    .await;
+    assert_eq!(junk.status, StatusCode::BAD_REQUEST, "{}", junk.text());
+}
+
+/// Percent-encoding for a URL-encoded body.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

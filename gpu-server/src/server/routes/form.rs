@@ -32,6 +32,58 @@ impl Form {
 }
 
 const MAX_FIELDS: usize = 40;
+
+/// Where a file field of a form goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Image,
+    Mask,
+    BgImage,
+    /// The photo as base64 text (remove.bg's `image_file_b64`), a text field.
+    ImageBase64,
+}
+
+/// The file fields of this product's forms.
+pub const FILES: &[(&str, Slot)] = &[
+    ("image", Slot::Image),
+    ("mask", Slot::Mask),
+    ("bg_image", Slot::BgImage),
+];
+
+/// A photo sent as base64 text (standard or URL-safe alphabet, padding and whitespace
+/// optional, a `data:` URL prefix allowed), refused over `max_bytes` once decoded.
+pub fn decode_base64(field: &str, text: &[u8], max_bytes: usize) -> AppResult<Bytes> {
+    use base64::Engine;
+    let text: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let text = match text.iter().position(|&b| b == b',') {
+        Some(i) if text.starts_with(b"data:") => &text[i + 1..],
+        _ => &text[..],
+    };
+    let text: Vec<u8> = text
+        .iter()
+        .map(|&b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .filter(|&b| b != b'=')
+        .collect();
+    if text.len() / 4 * 3 > max_bytes {
+        return Err(AppError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("the `{field}` image is larger than the limit of {max_bytes} bytes"),
+        ));
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(&text)
+        .map(Bytes::from)
+        .map_err(|e| AppError::bad("invalid_base64", format!("`{field}` is not base64: {e}")))
+}
 const MAX_FIELD_BYTES: usize = 2048;
 
 fn multipart_error(e: impl std::fmt::Display) -> AppError {
@@ -56,6 +108,15 @@ pub async fn read_form(
     multipart: Result<Multipart, MultipartRejection>,
     max_bytes: usize,
 ) -> AppResult<Form> {
+    read_form_named(multipart, max_bytes, FILES).await
+}
+
+/// [`read_form`] with the form's own names for its files.
+pub async fn read_form_named(
+    multipart: Result<Multipart, MultipartRejection>,
+    max_bytes: usize,
+    files: &[(&str, Slot)],
+) -> AppResult<Form> {
     let mut multipart = multipart.map_err(|e| {
         AppError::status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -63,7 +124,7 @@ pub async fn read_form(
             format!("expected a multipart/form-data body with an `image` field: {e}"),
         )
     })?;
-    match read_fields(&mut multipart, max_bytes).await {
+    match read_fields(&mut multipart, max_bytes, files).await {
         Ok(form) => Ok(form),
         Err(refused) => {
             drain(&mut multipart).await;
@@ -72,7 +133,11 @@ pub async fn read_form(
     }
 }
 
-async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<Form> {
+async fn read_fields(
+    multipart: &mut Multipart,
+    max_bytes: usize,
+    files: &[(&str, Slot)],
+) -> AppResult<Form> {
     let mut form = Form::default();
     let mut count = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -81,20 +146,21 @@ async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<F
             return Err(AppError::bad("invalid_multipart", "too many form fields"));
         }
         let name = field.name().unwrap_or_default().to_owned();
-        let file = match name.as_str() {
-            "image" => Some(&mut form.image),
-            "mask" => Some(&mut form.mask),
-            "bg_image" => Some(&mut form.bg_image),
-            _ => None,
-        };
+        let kind = files.iter().find(|(n, _)| *n == name).map(|f| f.1);
+        let file = kind.map(|k| match k {
+            Slot::Image | Slot::ImageBase64 => &mut form.image,
+            Slot::Mask => &mut form.mask,
+            Slot::BgImage => &mut form.bg_image,
+        });
         if let Some(slot) = file {
             if slot.is_some() {
                 return Err(AppError::bad(
                     "invalid_multipart",
-                    format!("more than one `{name}` field"),
+                    format!("more than one `{name}` field (or more than one image source)"),
                 ));
             }
-            if field.file_name().is_none() {
+            let base64 = kind == Some(Slot::ImageBase64);
+            if field.file_name().is_none() && !base64 {
                 return Err(AppError::bad(
                     "invalid_multipart",
                     format!("`{name}` must be a file, not a text field"),
@@ -107,6 +173,12 @@ async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<F
                     format!("the `{name}` file is larger than the limit of {max_bytes} bytes"),
                 )
             };
+            // Base64 is 4 bytes of text for 3 of file.
+            let limit = if base64 {
+                max_bytes / 3 * 4 + 1024
+            } else {
+                max_bytes
+            };
             let mut buf = BytesMut::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -115,12 +187,16 @@ async fn read_fields(multipart: &mut Multipart, max_bytes: usize) -> AppResult<F
                     multipart_error(e)
                 }
             })? {
-                if buf.len() + chunk.len() > max_bytes {
+                if buf.len() + chunk.len() > limit {
                     return Err(too_large());
                 }
                 buf.extend_from_slice(&chunk);
             }
-            *slot = Some(buf.freeze());
+            *slot = Some(if base64 {
+                decode_base64(&name, &buf, max_bytes)?
+            } else {
+                buf.freeze()
+            });
         } else {
             let mut buf = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {

@@ -1,4 +1,4 @@
-//! Handlers, grouped by area (`process`, `share`, `pages`, `ops`); the middleware every request
+//! Handlers, grouped by area (`process`, `removebg`, `share`, `pages`, `ops`); the middleware every request
 //! passes (`middleware`); the multipart form reader (`form`); the answer helpers both use.
 
 mod form;
@@ -6,6 +6,7 @@ mod middleware;
 pub mod ops;
 pub mod pages;
 pub mod process;
+pub mod removebg;
 pub mod share;
 
 use axum::{
@@ -14,7 +15,7 @@ use axum::{
 };
 use bytes::Bytes;
 
-pub use form::{Form, read_form};
+pub use form::{Form, Slot, decode_base64, read_form, read_form_named};
 pub use middleware::{layers, no_route};
 
 /// Whether the caller prefers JSON to an image.

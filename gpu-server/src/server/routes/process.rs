@@ -101,6 +101,21 @@ pub struct RemoveForm {
     channels: Option<String>,
 }
 
+/// This product's options that remove.bg does not have, also taken by `POST /v1.0/removebg`
+/// (its `size` and `type` mean remove.bg's there).
+pub const OWN_FIELDS: [&str; 10] = [
+    "refine",
+    "outline",
+    "outline_color",
+    "outline_width",
+    "shadow",
+    "shadow_blur",
+    "shadow_offset",
+    "dpi",
+    "threshold",
+    "reverse",
+];
+
 /// Processing options, validated: the cut-out's and the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
@@ -110,9 +125,11 @@ pub struct Options {
     pub supplied_mask: bool,
     /// The caller sent a background photo.
     pub bg_image: bool,
+    /// Photos larger than this many pixels are scaled down first (remove.bg's `size`).
+    pub max_pixels: Option<u64>,
 }
 
-fn bool_field(name: &str, v: &str) -> AppResult<bool> {
+pub fn bool_field(name: &str, v: &str) -> AppResult<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -192,6 +209,7 @@ impl Options {
             model,
             supplied_mask: form.mask.is_some(),
             bg_image: form.bg_image.is_some(),
+            max_pixels: None,
         })
     }
 
@@ -231,18 +249,21 @@ impl Options {
         if self.bg_image {
             key.push_str("|bg_image");
         }
+        if let Some(n) = self.max_pixels {
+            key.push_str(&format!("|max {n}"));
+        }
         key
     }
 }
 
 /// The finished result of one request.
-struct Output {
-    bytes: Bytes,
-    content_type: &'static str,
-    width: u32,
-    height: u32,
+pub struct Output {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+    pub width: u32,
+    pub height: u32,
     /// The subject's box in the picture.
-    subject: Rect,
+    pub subject: Rect,
     /// The picture the file decodes to, for its share-ready card subjects (lossless formats
     /// only; made and stored after the answer, see [`store_card_subjects`]).
     picture: Option<DynamicImage>,
@@ -286,97 +307,8 @@ pub async fn remove_background(
     let t0 = Instant::now();
     let form = read_form(multipart, state.limits.max_bytes).await?;
     let options = Options::from_form(&form, state.engine.kind())?;
-    let bytes = form
-        .image
-        .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?;
-    // Cheap checks first: magic bytes, size, header dimensions.
-    intake::inspect(&bytes, &state.limits)?;
-    if let Some(mask) = &form.mask {
-        intake::inspect(mask, &state.limits)
-            .map_err(|e| AppError::Refused(MaskError::Intake(e).into()))?;
-    }
-    if let Some(bg) = &form.bg_image {
-        intake::inspect(bg, &state.limits).map_err(bg_refusal)?;
-    }
-    let key_string = options.key(state.engine.variant());
-    let mut parts: Vec<&[u8]> = vec![&bytes, key_string.as_bytes()];
-    parts.extend(form.mask.as_deref());
-    parts.extend(form.bg_image.as_deref());
-    let id = content_id(&parts);
     let json = wants_json(&headers);
-    let key = keys::result(&id);
-
-    let cached = match state.cache.get(&key).await {
-        Ok(Some(b)) => {
-            state.metrics.cache_outcome("hit");
-            Some(b)
-        }
-        Ok(None) => {
-            state.metrics.cache_outcome("miss");
-            None
-        }
-        Err(e) => {
-            state.metrics.cache_outcome("error");
-            tracing::warn!(error = %e, "result cache unreachable; processing without it");
-            None
-        }
-    };
-    let (output, hit) = match cached {
-        Some(b) => {
-            let (width, height) = dimensions(&b);
-            let subject = stored_box(&state, &id, &b).await;
-            (
-                Output {
-                    content_type: sniffed_type(&b),
-                    bytes: b,
-                    width,
-                    height,
-                    subject,
-                    picture: None,
-                },
-                true,
-            )
-        }
-        None => {
-            let mut output = process(
-                &state,
-                bytes,
-                form.mask.clone(),
-                form.bg_image.clone(),
-                options,
-            )
-            .await?;
-            let boxed = serde_json::to_vec(&output.subject).expect("a box serialises");
-            let stored = match state
-                .cache
-                .put(&keys::result_box(&id), Bytes::from(boxed))
-                .await
-            {
-                Ok(()) => state.cache.put(&key, output.bytes.clone()).await,
-                Err(e) => Err(e),
-            };
-            match stored {
-                Ok(()) => {
-                    if let Some(picture) = output.picture.take() {
-                        store_card_subjects(&state, &id, picture, output.bytes.clone());
-                    }
-                }
-                Err(e) if json => {
-                    tracing::warn!(error = %e, "cannot store the result");
-                    return Err(AppError::unavailable(
-                        "storage_unavailable",
-                        "the result could not be stored; ask for the image itself (without Accept: application/json) or try again",
-                        RETRY_AFTER_SECS,
-                    ));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot store the result; answering it anyway")
-                }
-            }
-            (output, false)
-        }
-    };
-
+    let Done { output, id, hit } = cut_out(&state, form, options, json).await?;
     let expires = unix_now() + state.token_ttl.as_secs();
     let share_token = token::sign(&state.secret, &id, expires);
     let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -437,6 +369,129 @@ pub async fn remove_background(
         }
     }
     Ok(res)
+}
+
+/// `image` scaled down (Lanczos3, aspect kept) to at most `max` pixels.
+fn shrink(image: DynamicImage, max: u64) -> DynamicImage {
+    let (w, h) = (u64::from(image.width()), u64::from(image.height()));
+    if w * h <= max {
+        return image;
+    }
+    let s = (max as f64 / (w * h) as f64).sqrt();
+    let (nw, nh) = (
+        ((w as f64 * s).floor() as u32).max(1),
+        ((h as f64 * s).floor() as u32).max(1),
+    );
+    image.resize_exact(nw, nh, image::imageops::FilterType::Lanczos3)
+}
+
+/// A finished removal: the result, its id, and whether it came from the cache.
+pub struct Done {
+    pub output: Output,
+    pub id: String,
+    pub hit: bool,
+}
+
+/// The removal every route runs: the uploads checked, the result from the cache or made and
+/// stored (with its box, and its card subjects after). `must_store`: the answer points at the
+/// stored result, so a result that cannot be stored is refused (503) rather than answered.
+pub async fn cut_out(
+    state: &AppState,
+    form: Form,
+    options: Options,
+    must_store: bool,
+) -> AppResult<Done> {
+    let bytes = form
+        .image
+        .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?;
+    // Cheap checks first: magic bytes, size, header dimensions.
+    intake::inspect(&bytes, &state.limits)?;
+    if let Some(mask) = &form.mask {
+        intake::inspect(mask, &state.limits)
+            .map_err(|e| AppError::Refused(MaskError::Intake(e).into()))?;
+    }
+    if let Some(bg) = &form.bg_image {
+        intake::inspect(bg, &state.limits).map_err(bg_refusal)?;
+    }
+    let key_string = options.key(state.engine.variant());
+    let mut parts: Vec<&[u8]> = vec![&bytes, key_string.as_bytes()];
+    parts.extend(form.mask.as_deref());
+    parts.extend(form.bg_image.as_deref());
+    let id = content_id(&parts);
+    let key = keys::result(&id);
+
+    let cached = match state.cache.get(&key).await {
+        Ok(Some(b)) => {
+            state.metrics.cache_outcome("hit");
+            Some(b)
+        }
+        Ok(None) => {
+            state.metrics.cache_outcome("miss");
+            None
+        }
+        Err(e) => {
+            state.metrics.cache_outcome("error");
+            tracing::warn!(error = %e, "result cache unreachable; processing without it");
+            None
+        }
+    };
+    let (output, hit) = match cached {
+        Some(b) => {
+            let (width, height) = dimensions(&b);
+            let subject = stored_box(state, &id, &b).await;
+            (
+                Output {
+                    content_type: sniffed_type(&b),
+                    bytes: b,
+                    width,
+                    height,
+                    subject,
+                    picture: None,
+                },
+                true,
+            )
+        }
+        None => {
+            let mut output = process(
+                state,
+                bytes,
+                form.mask.clone(),
+                form.bg_image.clone(),
+                options,
+            )
+            .await?;
+            let boxed = serde_json::to_vec(&output.subject).expect("a box serialises");
+            let stored = match state
+                .cache
+                .put(&keys::result_box(&id), Bytes::from(boxed))
+                .await
+            {
+                Ok(()) => state.cache.put(&key, output.bytes.clone()).await,
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => {
+                    if let Some(picture) = output.picture.take() {
+                        store_card_subjects(state, &id, picture, output.bytes.clone());
+                    }
+                }
+                Err(e) if must_store => {
+                    tracing::warn!(error = %e, "cannot store the result");
+                    return Err(AppError::unavailable(
+                        "storage_unavailable",
+                        "the result could not be stored; ask for the image itself (without Accept: application/json) or try again",
+                        RETRY_AFTER_SECS,
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot store the result; answering it anyway")
+                }
+            }
+            (output, false)
+        }
+    };
+
+    Ok(Done { output, id, hit })
 }
 
 /// remove.bg's headers: the picture's size and the subject's box in it.
@@ -535,9 +590,17 @@ async fn pipeline(
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) -> AppResult<Output> {
     let limits = state.limits;
-    let decoded = tokio::task::spawn_blocking(move || intake::decode(&bytes, &limits))
-        .await
-        .map_err(|e| AppError::Internal(format!("decode task: {e}")))??;
+    let max_pixels = options.max_pixels;
+    let decoded = tokio::task::spawn_blocking(move || {
+        intake::decode(&bytes, &limits).map(|mut d| {
+            if let Some(max) = max_pixels {
+                d.image = shrink(d.image, max);
+            }
+            d
+        })
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("decode task: {e}")))??;
     let background = match bg_image {
         Some(b) => Some(
             tokio::task::spawn_blocking(move || {
@@ -679,6 +742,7 @@ mod tests {
             model: ModelKind::U2netp,
             supplied_mask: false,
             bg_image: false,
+            max_pixels: None,
         };
         let default = options(OutputType::Rgba, None, false, OutputFormat::Png);
         assert_eq!(default.key(""), "v1|u2netp|rgba|None|false|png");
