@@ -208,3 +208,95 @@ fn a_supplied_mask_is_refined_or_kept() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("greyscale"), "{stderr}");
 }
+
+/// The print options on the command line: the same names and values as the API's fields,
+/// `--format auto` naming the file by what it wrote, and bad values refused naming the flag's
+/// field.
+#[test]
+fn print_options_as_flags() {
+    let out = scratch("cli-print");
+    let mask = out.join("mask.png");
+    // The subject: a 151×100 block of the 451×300 photo.
+    image::GrayImage::from_fn(451, 300, |x, y| {
+        image::Luma([if (150..301).contains(&x) && (100..200).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    })
+    .save(&mask)
+    .unwrap();
+    let run = |extra: &[&str], target: &std::path::Path| {
+        output(
+            gpu_server()
+                .arg("remove")
+                .args(["--refine", "off", "--mask"])
+                .arg(&mask)
+                .args(extra)
+                .arg("-o")
+                .arg(target)
+                .arg(fixture("u2netp/chelsea.png")),
+        )
+    };
+    let sticker = out.join("sticker.png");
+    let r = run(
+        &[
+            "--crop",
+            "--crop-margin",
+            "10px",
+            "--outline",
+            "--outline-width",
+            "4%",
+            "--shadow",
+        ],
+        &sticker,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let pic = image::open(&sticker).unwrap().to_rgba8();
+    // 6 px of border (4% of 151) each side, a shadow to the lower right, 10 px of margin.
+    assert!(
+        pic.width() > 151 + 12 + 20 && pic.height() > 100 + 12 + 20,
+        "{:?}",
+        pic.dimensions()
+    );
+    assert_eq!(pic.get_pixel(5, 60).0[3], 0, "margin");
+    assert!(
+        pic.pixels().any(|p| p.0 == [255, 255, 255, 255]),
+        "a white border"
+    );
+
+    // A print: the folder output with --format auto is named by the format written.
+    let folder = out.join("prints");
+    let r = run(
+        &[
+            "--size",
+            "4x6in",
+            "--bg-color",
+            "white",
+            "--format",
+            "auto",
+            "--crop",
+        ],
+        &folder,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let jpg = folder.join("chelsea.jpg");
+    let bytes = std::fs::read(&jpg).unwrap();
+    assert_eq!(&bytes[6..11], b"JFIF\0");
+    assert_eq!(u16::from_be_bytes([bytes[14], bytes[15]]), 300, "300 dpi");
+    assert_eq!(
+        image::open(&jpg).unwrap().to_rgb8().dimensions(),
+        (1200, 1800)
+    );
+
+    for (flags, field) in [
+        (&["--size", "huge"][..], "`size`"),
+        (&["--outline-color", "#12"][..], "`outline_color`"),
+        (&["--type", "trimap", "--crop"][..], "trimap"),
+    ] {
+        let r = run(flags, &out.join("bad.png"));
+        assert!(!r.status.success());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
