@@ -1391,6 +1391,44 @@ async fn print_effects_their_headers_and_refusals() {
     assert_eq!(pic.color(), image::ColorType::L8);
     assert_eq!((pic.width(), pic.height()), (151, 100));
 
+    // A stored result laid out again with its token (the page's live preview): no model, no
+    // photo sent; the subject is the stored cut-out.
+    let (rid, tok) = (
+        plain.header("x-result-id").to_owned(),
+        plain.header("x-share-token").to_owned(),
+    );
+    let relay = |extra: Vec<OwnedPart>| {
+        let router = router.clone();
+        async move {
+            let parts: Vec<Part<'_>> = extra.iter().map(|(n, f, d)| (*n, *f, &d[..])).collect();
+            post(&router, "/api/v2/remove-background", &parts, false).await
+        }
+    };
+    let again = relay(vec![
+        field("result_id", &rid),
+        field("token", &tok),
+        field("crop", "true"),
+    ])
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(boxed(&again), [0, 0, 151, 100, 151, 100]);
+    let pic = image::load_from_memory(&again.body).unwrap().to_rgba8();
+    assert_eq!(
+        pic.get_pixel(0, 0).0[3],
+        255,
+        "the stored cut-out's own alpha"
+    );
+    assert!(
+        !again.header("x-share-token").is_empty(),
+        "the new result can be shared"
+    );
+    let other = shared::ids::content_id(&[b"another"]);
+    let wrong = relay(vec![field("result_id", &other), field("token", &tok)]).await;
+    assert!(wrong.status.is_client_error(), "{}", wrong.text());
+    let no_token = relay(vec![field("result_id", &rid)]).await;
+    assert_eq!(no_token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_token.code(), "missing_token");
+
     // Bad values are 4xx naming the field; options that do not go together too.
     for (extra, status, needle) in [
         (

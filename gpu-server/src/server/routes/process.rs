@@ -99,6 +99,11 @@ pub struct RemoveForm {
     bg_image: Option<Vec<u8>>,
     /// `rgba` (default) or `alpha` (the final alpha alone, grey).
     channels: Option<String>,
+    /// Instead of `image`: a stored result to lay out again with these options (no model
+    /// runs); needs the result's `token`.
+    result_id: Option<String>,
+    /// The share token that came with `result_id`.
+    token: Option<String>,
 }
 
 /// This product's options that remove.bg does not have, also taken by `POST /v1.0/removebg`
@@ -117,7 +122,7 @@ pub const OWN_FIELDS: [&str; 10] = [
 ];
 
 /// Processing options, validated: the cut-out's and the model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub cutout: CutoutOptions,
     pub model: ModelKind,
@@ -127,6 +132,9 @@ pub struct Options {
     pub bg_image: bool,
     /// Photos larger than this many pixels are scaled down first (remove.bg's `size`).
     pub max_pixels: Option<u64>,
+    /// A stored result laid out again (its cut-out is the subject; no model runs): the page's
+    /// live preview of the print options.
+    pub from_result: Option<String>,
 }
 
 pub fn bool_field(name: &str, v: &str) -> AppResult<bool> {
@@ -194,6 +202,33 @@ impl Options {
             None => served,
         };
         let effects = Effects::from_fields(|name| form.text(name)).map_err(AppError::Refused)?;
+        let from_result = form.text("result_id").map(str::to_owned);
+        if let Some(id) = &from_result {
+            if !is_valid_id(id) {
+                return Err(AppError::bad(
+                    "invalid_option",
+                    "`result_id` must be a result's id (32 hex digits)",
+                ));
+            }
+            if form.image.is_some() || form.mask.is_some() {
+                return Err(AppError::bad(
+                    "invalid_option",
+                    "send either `image` or `result_id`, not both (and no `mask` with a result)",
+                ));
+            }
+            if form.text("token").is_none() {
+                return Err(AppError::bad(
+                    "missing_token",
+                    "a `result_id` needs its share `token`",
+                ));
+            }
+        }
+        // A stored result is already refined: it is laid out as it is.
+        let refine = if from_result.is_some() {
+            Refine::Off
+        } else {
+            refine
+        };
         let cutout = CutoutOptions {
             output,
             mask: MaskOptions { threshold, reverse },
@@ -210,6 +245,7 @@ impl Options {
             supplied_mask: form.mask.is_some(),
             bg_image: form.bg_image.is_some(),
             max_pixels: None,
+            from_result,
         })
     }
 
@@ -228,7 +264,9 @@ impl Options {
             .mask
             .threshold
             .map_or_else(|| "None".to_owned(), |t| format!("Some({t:?})"));
-        let source = if self.supplied_mask {
+        let source = if let Some(id) = &self.from_result {
+            format!("result:{id}")
+        } else if self.supplied_mask {
             "mask".to_owned()
         } else {
             format!("{}{variant}", self.model)
@@ -308,6 +346,7 @@ pub async fn remove_background(
     let form = read_form(multipart, state.limits.max_bytes).await?;
     let options = Options::from_form(&form, state.engine.kind())?;
     let json = wants_json(&headers);
+    let model = options.model;
     let Done { output, id, hit } = cut_out(&state, form, options, json).await?;
     let expires = unix_now() + state.token_ttl.as_secs();
     let share_token = token::sign(&state.secret, &id, expires);
@@ -327,7 +366,7 @@ pub async fn remove_background(
             foreground_width: output.subject.width,
             foreground_height: output.subject.height,
             cache: if hit { "hit" } else { "miss" }.into(),
-            model: options.model.to_string(),
+            model: model.to_string(),
             processing_ms: (ms * 10.0).round() / 10.0,
         })
         .into_response());
@@ -371,6 +410,18 @@ pub async fn remove_background(
     Ok(res)
 }
 
+/// A stored result, for laying it out again, with the share token made for it.
+async fn stored_result(state: &AppState, id: &str, token: &str) -> AppResult<Bytes> {
+    token::verify_for(&state.secret, token, id, unix_now())
+        .map_err(|e| AppError::Refused(e.into()))?;
+    state
+        .cache
+        .get(&keys::result(id))
+        .await
+        .map_err(storage_unavailable)?
+        .ok_or_else(|| AppError::not_found("result_not_found", "no result with this id"))
+}
+
 /// `image` scaled down (Lanczos3, aspect kept) to at most `max` pixels.
 fn shrink(image: DynamicImage, max: u64) -> DynamicImage {
     let (w, h) = (u64::from(image.width()), u64::from(image.height()));
@@ -401,9 +452,13 @@ pub async fn cut_out(
     options: Options,
     must_store: bool,
 ) -> AppResult<Done> {
-    let bytes = form
-        .image
-        .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?;
+    let bytes = match &options.from_result {
+        Some(id) => stored_result(state, id, form.text("token").unwrap_or("")).await?,
+        None => form
+            .image
+            .clone()
+            .ok_or_else(|| AppError::bad("missing_image", "the form has no `image` file field"))?,
+    };
     // Cheap checks first: magic bytes, size, header dimensions.
     intake::inspect(&bytes, &state.limits)?;
     if let Some(mask) = &form.mask {
@@ -613,6 +668,15 @@ async fn pipeline(
         None => None,
     };
     let (image, mask) = match supplied {
+        // A stored cut-out: its own alpha is the subject (the mask lets all of it through).
+        None if options.from_result.is_some() => {
+            let (w, h) = (decoded.image.width(), decoded.image.height());
+            let full = Mask {
+                pixels: image::GrayImage::from_pixel(w, h, image::Luma([255])),
+                grid: w.max(h),
+            };
+            (decoded.image, full)
+        }
         // The caller's mask: the model does not run.
         Some(png) => {
             let (w, h) = (decoded.image.width(), decoded.image.height());
@@ -743,6 +807,7 @@ mod tests {
             supplied_mask: false,
             bg_image: false,
             max_pixels: None,
+            from_result: None,
         };
         let default = options(OutputType::Rgba, None, false, OutputFormat::Png);
         assert_eq!(default.key(""), "v1|u2netp|rgba|None|false|png");
