@@ -65,14 +65,25 @@
   }
 
   // --- Warm-up: a cold start on the GPU service takes seconds; say so honestly. -------------
+  // What is warming: the service says which backend it runs (`/version`); until it answers,
+  // the line names the service, not a GPU it may not have.
+  let warming = "Starting the cut-out service";
+  fetch(`${apiBase}/version`, { headers: { accept: "application/json" } })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((v) => {
+      if (v && v.backend && v.backend !== "cpu") warming = "Waking up the GPU";
+      app.dataset.backend = v?.backend || "";
+    })
+    .catch(() => {});
+
   function warmUp() {
     const t0 = performance.now();
     const tick = setInterval(() => {
       const s = Math.round((performance.now() - t0) / 1000);
-      if (s >= 1) status(`Waking up the GPU… ${s} s`);
+      if (s >= 1) status(`${warming}… ${s} s`);
     }, 250);
     app.dataset.state = "warming";
-    status("Waking up the GPU…");
+    status(`${warming}…`);
     const attempt = async () => {
       for (let i = 0; i < 20; i++) {
         try {
@@ -92,7 +103,8 @@
         clearInterval(tick);
         app.dataset.state = "ready";
         const s = (performance.now() - t0) / 1000;
-        status(s > 2 ? `Ready (the GPU woke up in ${Math.round(s)} s). Choose a photo.` : "Ready. Choose a photo of your pet.");
+        const woke = warming === "Waking up the GPU" ? "the GPU woke up" : "the service started";
+        status(s > 2 ? `Ready (${woke} in ${Math.round(s)} s). Choose a photo.` : "Ready. Choose a photo of your pet.");
         return w;
       },
       (e) => {
@@ -185,7 +197,7 @@
     const run = async () => {
       try {
         if (state.warm) {
-          status("Waiting for the GPU to wake up…");
+          status(`${warming}: waiting for it…`);
           await state.warm;
         }
         status("Uploading…");
@@ -199,7 +211,9 @@
           token: xhr.getResponseHeader("x-share-token"),
           ms: Number(xhr.getResponseHeader("x-processing-time-ms")),
         };
+        state.base = { ...state.result };
         state.shares = {};
+        resetEffects();
         await show(prepared.bitmap, xhr.response);
       } catch (e) {
         app.dataset.state = "error";
@@ -215,6 +229,8 @@
   // --- The result: before/after, background, download. -------------------------------------
   async function show(original, cutoutBlob) {
     state.cutout = await loadBitmap(cutoutBlob);
+    state.baseCutout = state.cutout;
+    state.effectBlob = null;
     const before = $("before");
     const c = document.createElement("canvas");
     c.width = state.cutout.width;
@@ -248,20 +264,97 @@
       ctx.fillRect(0, 0, canvas.width, canvas.height);
     }
     ctx.drawImage(state.cutout, 0, 0);
-    const blob = await new Promise((r) => canvas.toBlob(r, "image/png"));
+    // With print options the service's file is the download (it carries the print's dpi and,
+    // when a background is chosen, has it already); otherwise the canvas as shown.
+    const blob = state.effectBlob || (await new Promise((r) => canvas.toBlob(r, "image/png")));
     const link = $("download");
     if (link.dataset.url) URL.revokeObjectURL(link.dataset.url);
     link.dataset.url = URL.createObjectURL(blob);
     link.href = link.dataset.url;
     state.download = blob;
     state.shares = {};
-    const file = new File([blob], "pet-cutout.png", { type: "image/png" });
+    const name = blob.type === "image/jpeg" ? "pet-cutout.jpg" : "pet-cutout.png";
+    link.download = name;
+    link.textContent = blob.type === "image/jpeg" ? "Download JPEG" : "Download PNG";
+    const file = new File([blob], name, { type: blob.type || "image/png" });
     $("native-share").hidden = !(navigator.canShare && navigator.canShare({ files: [file] }));
   }
 
   function slide() {
     // The original covers the left part, up to the slider; the cut-out shows to its right.
     $("before-wrap").style.clipPath = `inset(0 ${100 - Number($("slider").value)}% 0 0)`;
+  }
+
+  // --- Sticker and print: the stored cut-out laid out again by the service (no model runs). --
+  function effectFields() {
+    const f = {};
+    if ($("fx-outline").checked) f.outline = "true";
+    if ($("fx-shadow").checked) f.shadow = "true";
+    if ($("fx-crop").checked) f.crop = "true";
+    const size = $("fx-size").value;
+    if (size) {
+      f.size = size;
+      f.crop = "true";
+      f.crop_margin = "6%";
+    }
+    return f;
+  }
+
+  function resetEffects() {
+    for (const id of ["fx-outline", "fx-shadow", "fx-crop"]) $(id).checked = false;
+    $("fx-size").value = "";
+    $("compare").dataset.effects = "off";
+  }
+
+  let effectsSeq = 0;
+  async function applyEffects() {
+    if (!state.base) return;
+    clearError();
+    const fields = effectFields();
+    const seq = ++effectsSeq;
+    if (Object.keys(fields).length === 0) {
+      state.result = { ...state.base };
+      state.cutout = state.baseCutout;
+      state.effectBlob = null;
+      $("compare").dataset.effects = "off";
+      await render();
+      status("Done.");
+      return;
+    }
+    const bg = background();
+    const form = new FormData();
+    form.append("result_id", state.base.id);
+    form.append("token", state.base.token);
+    for (const [k, v] of Object.entries(fields)) form.append(k, v);
+    if (bg) {
+      form.append("bg_color", bg);
+      form.append("format", "auto");
+    }
+    status("Laying it out…");
+    app.dataset.effects = "busy";
+    try {
+      const res = await fetch(`${apiBase}/api/v2/remove-background`, { method: "POST", body: form });
+      if (!res.ok) {
+        const err = await errorOf(res);
+        throw Object.assign(new Error(err.message), { code: err.code });
+      }
+      const blob = await res.blob();
+      if (seq !== effectsSeq) return; // a later change won
+      state.result = { id: res.headers.get("x-result-id"), token: res.headers.get("x-share-token"), ms: state.base.ms };
+      state.shares = {};
+      state.effectBlob = blob;
+      state.cutout = await loadBitmap(blob);
+      $("compare").dataset.effects = "on";
+      await render();
+      app.dataset.layouts = String(Number(app.dataset.layouts || 0) + 1);
+      const [w, h] = [res.headers.get("x-width"), res.headers.get("x-height")];
+      status(`Ready: ${w}×${h} pixels${fields.size && /in|a4/.test(fields.size) ? " at 300 dpi" : ""}.`);
+    } catch (e) {
+      status("");
+      showError(e.code || "network", e.message, applyEffects);
+    } finally {
+      if (seq === effectsSeq) app.dataset.effects = "";
+    }
   }
 
   // --- Share. -------------------------------------------------------------------------------
@@ -271,7 +364,7 @@
     const form = new FormData();
     form.append("platform", platform);
     form.append("token", state.result.token);
-    if (background()) form.append("image", state.download, "pet-cutout.png");
+    if (background() && !state.effectBlob) form.append("image", state.download, "pet-cutout.png");
     else form.append("result_id", state.result.id);
     const res = await fetch(`${shareBase}/api/v2/share-image`, { method: "POST", body: form, headers: { accept: "application/json" } });
     if (!res.ok) {
@@ -347,11 +440,17 @@
   });
   $("retry").addEventListener("click", () => state.retry?.());
   $("slider").addEventListener("input", slide);
-  document.querySelectorAll('input[name="bg"]').forEach((r) => r.addEventListener("change", render));
+  const backgroundChanged = () => (state.effectBlob ? applyEffects() : render());
+  document.querySelectorAll('input[name="bg"]').forEach((r) => r.addEventListener("change", backgroundChanged));
+  // Live on the page; a laid-out print asks the service once the colour is picked.
   $("bg-color").addEventListener("input", () => {
     document.querySelector('input[name="bg"][value="color"]').checked = true;
-    render();
+    if (!state.effectBlob) render();
   });
+  $("bg-color").addEventListener("change", () => {
+    if (state.effectBlob) applyEffects();
+  });
+  for (const id of ["fx-outline", "fx-shadow", "fx-crop", "fx-size"]) $(id).addEventListener("change", applyEffects);
   $("again").addEventListener("click", () => {
     $("result").hidden = true;
     $("file").value = "";

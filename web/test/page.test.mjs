@@ -110,8 +110,10 @@ function pixel(page, fx, fy) {
 test("desktop: warm-up, upload, cut-out, background, download, share", async () => {
   const { context, page, errors } = await openPage("desktop", { slowWarmup: 2500 });
   try {
-    // The honest warm-up state, with its seconds counting.
-    await page.waitForFunction(() => /Waking up the GPU… \d+ s/.test(document.getElementById("status").textContent));
+    // The honest warm-up state, with its seconds counting, naming what is warming: this
+    // service runs on the CPU, so no GPU is promised.
+    await page.waitForFunction(() => /Starting the cut-out service… \d+ s/.test(document.getElementById("status").textContent));
+    assert.equal(await page.getAttribute("#app", "data-backend"), "cpu");
     assert.equal(await page.getAttribute("#app", "data-state"), "warming");
     await shot(page, "desktop-1-warming");
     // An upload during the warm-up waits for it instead of failing.
@@ -177,6 +179,93 @@ test("desktop: warm-up, upload, cut-out, background, download, share", async () 
       return !!navigator.canShare?.({ files: [new File([blob], "pet-cutout.png", { type: "image/png" })] });
     });
     assert.equal(await page.isVisible("#native-share"), canShare);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+/** Counts of the result canvas's pixels: opaque white, and dark half-transparent (shadow). */
+function census(page) {
+  return page.evaluate(() => {
+    const c = document.getElementById("after");
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let white = 0;
+    let shadow = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i] === 255 && d[i + 1] === 255 && d[i + 2] === 255 && d[i + 3] === 255) white++;
+      if (d[i + 3] > 10 && d[i + 3] < 200 && d[i] < 40 && d[i + 1] < 40 && d[i + 2] < 40) shadow++;
+    }
+    return { width: c.width, height: c.height, white, shadow };
+  });
+}
+
+/** Waits for the next layout the service answers (the page counts them) and for quiet. */
+async function settle(page) {
+  const before = Number((await page.getAttribute("#app", "data-layouts")) || 0);
+  await page.waitForFunction(
+    (n) => Number(document.getElementById("app").dataset.layouts || 0) > n && document.getElementById("app").dataset.effects === "",
+    before,
+  );
+}
+
+test("sticker and print: outline, shadow, crop and a print size, previewed live", async () => {
+  const { context, page, errors } = await openPage("desktop");
+  try {
+    await uploadPhoto(page);
+    const plain = await census(page);
+    assert.deepEqual([plain.width, plain.height], [451, 300]);
+
+    let next = settle(page);
+    await page.check("#fx-outline");
+    await next;
+    const sticker = await census(page);
+    assert.equal(await page.getAttribute("#compare", "data-effects"), "on");
+    assert.ok(sticker.white > plain.white + 500, `a white border: ${sticker.white} vs ${plain.white}`);
+    await shot(page, "print-1-sticker-outline");
+
+    next = settle(page);
+    await page.check("#fx-shadow");
+    await next;
+    const shadowed = await census(page);
+    assert.ok(shadowed.shadow > sticker.shadow + 200, `a soft dark shadow: ${shadowed.shadow}`);
+    await shot(page, "print-2-sticker-shadow");
+
+    next = settle(page);
+    await page.check("#fx-crop");
+    await next;
+    const cropped = await census(page);
+    // Framed to the pet with its border and shadow, no longer the photo's frame.
+    assert.notDeepEqual([cropped.width, cropped.height], [451, 300]);
+    await shot(page, "print-3-cropped");
+
+    await page.selectOption("#fx-size", "4x6in");
+    await page.check('input[name="bg"][value="white"]');
+    await page.waitForFunction(
+      () => document.getElementById("app").dataset.effects === "" && /at 300 dpi/.test(document.getElementById("status").textContent) && document.getElementById("download").textContent === "Download JPEG",
+    );
+    const print = await census(page);
+    assert.deepEqual([print.width, print.height], [1200, 1800]);
+    assert.match(await page.textContent("#status"), /1200×1800 pixels at 300 dpi/);
+    await shot(page, "print-4-print-4x6in");
+    // The download is the service's file, a JPEG (opaque) with its 300 dpi in JFIF.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+    const file = readFileSync(await download.path());
+    assert.equal(download.suggestedFilename(), "pet-cutout.jpg");
+    assert.deepEqual([...file.subarray(6, 11)], [...Buffer.from("JFIF\0")]);
+    assert.equal(file.readUInt16BE(14), 300);
+
+    // Sharing the print shares that result (its own token).
+    await page.click('button[data-platform="copy"]');
+    await page.waitForFunction(() => document.getElementById("status").textContent === "Link copied.");
+
+    // Everything off: the plain cut-out again, the comparison back.
+    await page.check('input[name="bg"][value="transparent"]');
+    await page.selectOption("#fx-size", "");
+    for (const id of ["#fx-outline", "#fx-shadow", "#fx-crop"]) await page.uncheck(id);
+    await page.waitForFunction(() => document.getElementById("compare").dataset.effects === "off");
+    const back = await census(page);
+    assert.deepEqual([back.width, back.height, back.white], [plain.width, plain.height, plain.white]);
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
