@@ -442,6 +442,52 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
   }
 });
 
+test("SHARE_STYLE=sticker on both shells: the same sticker cards, bytes for bytes", async () => {
+  const bin = process.env.GPU_SERVER_BIN;
+  assert.ok(bin, "set GPU_SERVER_BIN to the gpu-server binary (scripts/test does)");
+  const port = await freePort();
+  const server = spawn(bin, ["serve", "--port", String(port), "--storage-bucket", "memory://", "--customer-storage-bucket", "memory://", "--share-token-secret", SECRET], {
+    stdio: "ignore",
+    env: { ...process.env, SHARE_STYLE: "sticker" },
+  });
+  const sticker = worker({ bindings: { SHARE_STYLE: "sticker" } });
+  try {
+    const api = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`${api}/ready`)).status === 200) break;
+      } catch {}
+      if (i > 300) assert.fail("gpu-server not ready");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const removed = await fetch(`${api}/api/v2/remove-background`, { method: "POST", body: form({ image: photo }) });
+    assert.equal(removed.status, 200);
+    const cutout = new Uint8Array(await removed.arrayBuffer());
+    const tok = removed.headers.get("x-share-token");
+    const fields = { image: cutout, platform: "facebook", title: "Sticker", token: tok };
+    const edge = await sticker.dispatchFetch(`${BASE}/api/v2/share-image`, await multipart(fields));
+    assert.equal(edge.status, 200, await edge.clone().text());
+    const e = await edge.json();
+    const origin = await fetch(`${api}/api/v2/share-image`, { method: "POST", body: form(fields) });
+    assert.equal(origin.status, 200);
+    const o = await origin.json();
+    assert.equal(e.id, o.id, "the same share id");
+    // Not the plain style's share: the style is part of the id.
+    const plain = await share(fields);
+    assert.equal(plain.res.status, 200, plain.body);
+    assert.notEqual(plain.json.id, o.id);
+    for (const name of [`og/${o.id}.jpg`, `og/${o.id}-pin.jpg`, `og/${o.id}-square.jpg`, `i/${o.id}.png`]) {
+      const a = Buffer.from(await (await sticker.dispatchFetch(`${BASE}/${name}`)).arrayBuffer());
+      const b = Buffer.from(await (await fetch(`${api}/${name}`)).arrayBuffer());
+      assert.ok(a.length > 1000, name);
+      assert.ok(a.equals(b), `${name}: the Worker's ${a.length} bytes differ from gpu-server's ${b.length}`);
+    }
+  } finally {
+    server.kill();
+    await sticker.dispose();
+  }
+});
+
 test("the Worker's deploy dry run bundles and lists its bindings, offline", async () => {
   const { spawnSync } = await import("node:child_process");
   const out = spawnSync(join(root, "scripts/deploy"), ["worker", "--dry-run"], { cwd: root, encoding: "utf8", timeout: 600_000 });

@@ -112,6 +112,12 @@ pub const SHARE_BACKGROUND: Setting = Setting {
     about: "behind transparent cut-outs: blur, white, #rrggbb or gradient:#top|#bottom",
 };
 
+pub const SHARE_STYLE: Setting = Setting {
+    env: "SHARE_STYLE",
+    default: "plain",
+    about: "share cards of transparent cut-outs: plain, or sticker (cropped, a white die-cut border and a soft shadow)",
+};
+
 /// Every setting both shells read.
 pub const BOTH: &[Setting] = &[
     SITE_NAME,
@@ -127,6 +133,7 @@ pub const BOTH: &[Setting] = &[
     WATERMARK_OPACITY,
     WATERMARK_SCALE,
     SHARE_BACKGROUND,
+    SHARE_STYLE,
 ];
 
 #[cfg(test)]

@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// Behind transparent cut-outs when shared: blur, white, #rrggbb or gradient:#top|#bottom.
     #[arg(long, env = s::SHARE_BACKGROUND.env, default_value = s::SHARE_BACKGROUND.default)]
     pub share_background: String,
+    /// Share cards of transparent cut-outs: `plain`, or `sticker` (cropped, a white die-cut
+    /// border and a soft shadow).
+    #[arg(long, env = s::SHARE_STYLE.env, default_value = s::SHARE_STYLE.default)]
+    pub share_style: String,
 }
 
 impl ServeArgs {
@@ -215,6 +219,7 @@ impl ServeArgs {
                 Some(self.watermark_scale.to_string()),
             ),
             (s::SHARE_BACKGROUND.env, Some(self.share_background.clone())),
+            (s::SHARE_STYLE.env, Some(self.share_style.clone())),
         ];
         let var = |name: &str| {
             vars.iter()

@@ -31,7 +31,8 @@ use pipeline::Prepared;
 use raster::{background, over, resize_rgba, stamp};
 
 pub use options::{
-    Background, DEFAULT_LOGO_PNG, Gravity, Offset, RenderOptions, Watermark, default_logo,
+    Background, DEFAULT_LOGO_PNG, Gravity, Offset, RenderOptions, ShareStyle, Watermark,
+    default_logo,
 };
 pub use subjects::CardSubjects;
 
@@ -87,14 +88,48 @@ pub fn render_card(
     opts: &RenderOptions,
 ) -> Result<Encoded, String> {
     if !CardSubjects::suffice_for(opts) {
-        return Err("a blurred background needs the whole picture".into());
+        return Err("a blurred background or the sticker style needs the whole picture".into());
     }
     Prepared::from_subjects(subjects, opts).card(size)
 }
 
 /// Only the 1200×630 Open Graph card (what a crawler asks for first; the benchmark's unit).
 pub fn render_og(source: &DynamicImage, opts: &RenderOptions) -> Result<Encoded, String> {
-    Prepared::new(source, opts).card(OG_SIZE)
+    let source = styled(source, opts)?;
+    Prepared::new(&source, opts).card(OG_SIZE)
+}
+
+/// The picture as the share style shows it: a transparent cut-out made a sticker (cropped to
+/// the pet, a white die-cut border, a soft shadow: the print options' own code), anything else
+/// as it is.
+fn styled<'a>(
+    source: &'a DynamicImage,
+    opts: &RenderOptions,
+) -> Result<std::borrow::Cow<'a, DynamicImage>, String> {
+    if opts.style == ShareStyle::Plain
+        || !source.color().has_alpha()
+        || source.to_rgba8().pixels().all(|p| p.0[3] == 255)
+    {
+        return Ok(std::borrow::Cow::Borrowed(source));
+    }
+    let fields = [
+        ("crop", "true"),
+        ("crop_margin", "4%"),
+        ("outline", "true"),
+        ("shadow", "true"),
+        ("shadow_opacity", "35"),
+    ];
+    let fx =
+        crate::effects::Effects::from_fields(|n| fields.iter().find(|(k, _)| *k == n).map(|f| f.1))
+            .map_err(|r| r.message)?;
+    let laid = crate::effects::apply(
+        source.to_rgba8(),
+        crate::effects::Backdrop::Transparent,
+        &fx,
+        crate::cutout::max_canvas_pixels(),
+    )
+    .map_err(|r| r.message)?;
+    Ok(std::borrow::Cow::Owned(laid.picture))
 }
 
 /// Render every share image of `source` (a cut-out with alpha or an opaque photo).
@@ -109,7 +144,9 @@ pub fn render_share_with(
     subjects: Option<&CardSubjects>,
     opts: &RenderOptions,
 ) -> Result<Rendered, String> {
-    let mut p = Prepared::new(source, opts);
+    let source = styled(source, opts)?;
+    let subjects = subjects.filter(|_| CardSubjects::suffice_for(opts));
+    let mut p = Prepared::new(&source, opts);
     p.fitted = subjects.filter(|s| s.source == p.size && p.transparent);
     let og = p.card(OG_SIZE)?;
     let pinterest = p.card(PINTEREST_SIZE)?;
@@ -339,5 +376,67 @@ mod pinned {
             digest(&rendered.image.bytes),
             "f5913884b3a4c7edfd1bf6d82e61126db51cdec41a7d78c6c889915d46a1c3e2"
         );
+    }
+}
+
+#[cfg(test)]
+mod style_tests {
+    use image::{Rgba, RgbaImage};
+
+    use super::*;
+
+    #[test]
+    fn the_sticker_style_makes_stickers_of_cut_outs_only() {
+        let disc = RgbaImage::from_fn(200, 160, |x, y| {
+            let d = ((x as f32 - 100.0).powi(2) + (y as f32 - 80.0).powi(2)).sqrt();
+            Rgba([200, 60, 20, if d < 40.0 { 255 } else { 0 }])
+        });
+        let src = DynamicImage::ImageRgba8(disc);
+        let plain = RenderOptions::default();
+        let sticker =
+            RenderOptions::from_vars(|k| (k == "SHARE_STYLE").then(|| "sticker".to_owned()), None)
+                .unwrap();
+        assert_eq!(sticker.style, ShareStyle::Sticker);
+        // Plain adds nothing to the fingerprint (share ids made before styles stay).
+        assert!(!plain.fingerprint().contains("sticker"));
+        assert_eq!(
+            sticker.fingerprint(),
+            format!("{}|sticker", plain.fingerprint())
+        );
+        let made = styled(&src, &sticker).unwrap().to_rgba8();
+        assert!(
+            made.width() < 200 && made.height() < 160,
+            "cropped: {:?}",
+            made.dimensions()
+        );
+        let white = made
+            .pixels()
+            .filter(|p| p.0 == [255, 255, 255, 255])
+            .count();
+        assert!(white > 300, "a white border: {white} pixels");
+        assert!(matches!(
+            styled_plain(&src, &plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let photo = DynamicImage::ImageRgb8(RgbImage::new(10, 10));
+        assert!(matches!(
+            styled(&photo, &sticker).unwrap(),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_ne!(
+            render_og(&src, &plain).unwrap().bytes,
+            render_og(&src, &sticker).unwrap().bytes
+        );
+        assert!(!CardSubjects::suffice_for(&sticker));
+        let bad =
+            RenderOptions::from_vars(|k| (k == "SHARE_STYLE").then(|| "glitter".to_owned()), None);
+        assert!(bad.unwrap_err().contains("SHARE_STYLE"));
+    }
+
+    fn styled_plain<'a>(
+        src: &'a DynamicImage,
+        opts: &RenderOptions,
+    ) -> std::borrow::Cow<'a, DynamicImage> {
+        styled(src, opts).unwrap()
     }
 }

@@ -193,6 +193,30 @@ pub fn default_logo() -> RgbaImage {
         .to_rgba8()
 }
 
+/// How a transparent cut-out looks on the share cards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShareStyle {
+    /// As it is.
+    #[default]
+    Plain,
+    /// A sticker: cropped to the pet, a white die-cut border and a soft shadow
+    /// ([`crate::effects`], the same as the CLI's `--crop --outline --shadow`).
+    Sticker,
+}
+
+impl FromStr for ShareStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "plain" => Ok(ShareStyle::Plain),
+            "sticker" => Ok(ShareStyle::Sticker),
+            other => Err(format!(
+                "unknown share style {other:?}: expected plain or sticker"
+            )),
+        }
+    }
+}
+
 /// How shares are rendered.
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
@@ -202,6 +226,7 @@ pub struct RenderOptions {
     pub jpeg_quality: u8,
     /// The longer side of the full watermarked image (`/i/<id>.png`).
     pub image_max_side: u32,
+    pub style: ShareStyle,
 }
 
 /// JPEG quality of the share cards.
@@ -243,11 +268,16 @@ impl RenderOptions {
             scale: finite(s::WATERMARK_SCALE)?.clamp(0.01, 1.0),
         };
         let background = s::SHARE_BACKGROUND.read(&var).parse()?;
+        let style = s::SHARE_STYLE
+            .read(&var)
+            .parse()
+            .map_err(|e| format!("{}: {e}", s::SHARE_STYLE.env))?;
         Ok(RenderOptions {
             watermark,
             background,
             jpeg_quality: JPEG_QUALITY,
             image_max_side: IMAGE_MAX_SIDE,
+            style,
         })
     }
 
@@ -274,8 +304,13 @@ impl RenderOptions {
             Background::Gradient(top, bottom) => format!("Gradient({}, {})", rgb(top), rgb(bottom)),
             Background::Blur => "Blur".to_owned(),
         };
+        // The plain style adds nothing, so shares made before styles existed keep their ids.
+        let style = match self.style {
+            ShareStyle::Plain => "",
+            ShareStyle::Sticker => "|sticker",
+        };
         format!(
-            "{RENDER_VERSION}|{}|{}|{}|{offset}|{}|{}|{background}|{}|{}",
+            "{RENDER_VERSION}|{}|{}|{}|{offset}|{}|{}|{background}|{}|{}{style}",
             quoted(logo.as_deref()),
             quoted(w.text.as_deref()),
             w.gravity.id_name(),

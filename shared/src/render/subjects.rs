@@ -164,9 +164,9 @@ impl CardSubjects {
     }
 
     /// Whether cards with `opts` can be made from the subjects alone (a blurred background
-    /// needs the whole picture).
+    /// needs the whole picture, and the sticker style its own subjects).
     pub fn suffice_for(opts: &RenderOptions) -> bool {
-        opts.background != Background::Blur
+        opts.background != Background::Blur && opts.style == super::ShareStyle::Plain
     }
 }
 
