@@ -137,7 +137,8 @@ fn the_whole_flow_on_a_real_socket() {
 
 #[test]
 fn bad_inputs_get_clear_4xx_and_the_server_lives() {
-    let mut server = Server::start("e2e-bad", &[]);
+    // Many requests from one address: the per-client limit is off here (it has its own tests).
+    let mut server = Server::start("e2e-bad", &["--rate-limit-per-minute", "0"]);
     // Uploads to share need a token the server signed (for any result).
     let token = shared::token::sign(
         tests::SHARE_TOKEN_SECRET.as_bytes(),
@@ -298,7 +299,11 @@ fn bad_inputs_get_clear_4xx_and_the_server_lives() {
 fn memory_stays_flat_under_repeated_processing() {
     // mimalloc returns freed pages at once instead of after its purge delay, so resident memory
     // follows what is live rather than what the allocator keeps around for reuse.
-    let server = Server::start_with_env("e2e-rss", &[], &[("MIMALLOC_PURGE_DELAY", "0")]);
+    let server = Server::start_with_env(
+        "e2e-rss",
+        &["--rate-limit-per-minute", "0"],
+        &[("MIMALLOC_PURGE_DELAY", "0")],
+    );
     let base = image::open(fixture("u2netp/coffee.png")).unwrap();
     let small = base.thumbnail(320, 320);
     // Each request a different picture, so nothing comes from the cache.
@@ -331,4 +336,31 @@ fn memory_stays_flat_under_repeated_processing() {
         "RSS grew by {grown} KiB over the second 60 requests ({warm} -> {settled} -> {after} KiB)"
     );
     assert!(after < 1024 * 1024, "RSS {after} KiB");
+}
+
+/// On a real socket the client is the connecting address: its third request in a minute is
+/// 429; an `X-Forwarded-For` it writes itself is not believed (no trusted proxy).
+#[test]
+fn the_rate_limit_holds_per_connecting_address() {
+    let server = Server::start("e2e-limit", &["--rate-limit-per-minute", "2"]);
+    let ask = |xff: &str| {
+        let (ctype, body) = tests::multipart(&[("platform", None, b"facebook")]);
+        server.request(
+            "POST",
+            "/api/v2/share-image",
+            &[("Content-Type", ctype.as_str()), ("X-Forwarded-For", xff)],
+            &body,
+        )
+    };
+    assert_eq!(ask("5.5.5.5").status, 400, "refused for its content");
+    assert_eq!(ask("6.6.6.6").status, 400);
+    let third = ask("7.7.7.7");
+    assert_eq!(
+        third.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&third.body)
+    );
+    assert!(String::from_utf8_lossy(&third.body).contains("rate_limited"));
+    assert_eq!(server.get("/health").status, 200, "reading is not limited");
 }

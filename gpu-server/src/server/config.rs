@@ -81,8 +81,24 @@ pub struct ServeArgs {
     #[arg(long, env = s::CORS_ALLOWED_ORIGINS.env, value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
 
-    /// Keys of server-to-server callers, comma-separated. When set, the remove.bg-compatible
-    /// route needs one as `X-Api-Key` (or `Authorization: Bearer`); unset, it is open.
+    /// Requests per minute each client may make to the processing and share routes (a token
+    /// bucket per client, as many at once); beyond it: 429 `rate_limited` with `Retry-After`.
+    /// 0: no limit. A caller with a valid API key is not limited.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 60)]
+    pub rate_limit_per_minute: u32,
+    /// Proxies in front of the service that append the client's address to `X-Forwarded-For`
+    /// (Cloud Run's front end: 1). 0: the connecting address is the client, the header is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value_t = 0)]
+    pub trusted_proxies: usize,
+    /// Images inferred per UTC day across this instance; beyond it: 429
+    /// `daily_budget_exhausted` until midnight UTC (cached results and shares are still
+    /// served). 0: no budget. Counted in memory: a restart starts the day again.
+    #[arg(long, env = "DAILY_IMAGE_BUDGET", default_value_t = 0)]
+    pub daily_image_budget: u64,
+
+    /// Keys of server-to-server callers, comma-separated, sent as `X-Api-Key` or
+    /// `Authorization: Bearer`: a keyed caller is not rate limited (the budget still counts), a
+    /// wrong key is 401 `invalid_api_key`, and the remove.bg-compatible route needs one.
     #[arg(long, env = "API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,
 

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub cache: Family<OutcomeLabels, Counter>,
     pub shares: Family<OutcomeLabels, Counter>,
+    /// Requests refused to protect the service (rate_limited, daily_budget_exhausted).
+    pub refusals: Family<OutcomeLabels, Counter>,
+    /// Images the day's budget still allows (-1: no budget); set when scraped.
+    pub budget_left: Gauge,
 }
 
 impl Default for Metrics {
@@ -101,6 +105,18 @@ impl Metrics {
             "Share requests by outcome (rendered, existing)",
             shares.clone(),
         );
+        let refusals = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "protective_refusals",
+            "Requests refused to protect the service, by code (rate_limited, daily_budget_exhausted)",
+            refusals.clone(),
+        );
+        let budget_left = Gauge::default();
+        registry.register(
+            "daily_image_budget_left",
+            "Images today's DAILY_IMAGE_BUDGET still allows (-1: no budget)",
+            budget_left.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -110,6 +126,8 @@ impl Metrics {
             batch_size,
             cache,
             shares,
+            refusals,
+            budget_left,
         }
     }
 
@@ -130,6 +148,12 @@ impl Metrics {
 
     pub fn cache_outcome(&self, outcome: &'static str) {
         self.cache.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn refused(&self, outcome: &'static str) {
+        self.refusals
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn share_outcome(&self, outcome: &'static str) {

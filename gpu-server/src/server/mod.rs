@@ -6,6 +6,7 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 mod openapi;
 mod routes;
@@ -98,6 +99,8 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
             .map(|k| k.trim().to_owned())
             .filter(|k| !k.is_empty())
             .collect(),
+        limiter: limits::Limiter::new(args.rate_limit_per_minute, args.trusted_proxies),
+        budget: limits::Budget::new(args.daily_image_budget),
         notes,
         started: Instant::now(),
     })))
@@ -132,9 +135,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shares = state.customer.label(),
         "listening"
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // Forget clients whose allowance is whole again, so the limiter's memory follows the
+    // clients of the last minute, not every client ever seen.
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                state.limiter.sweep();
+            }
+        })
+    };
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    sweeper.abort();
     state.engine.close();
     tracing::info!("stopped");
     Ok(())

@@ -45,6 +45,10 @@ pub struct Inner {
     pub shop_url: String,
     /// `API_KEYS`: keys server-to-server callers send (empty: none needed).
     pub api_keys: Vec<String>,
+    /// `RATE_LIMIT_PER_MINUTE` per client, `TRUSTED_PROXIES`.
+    pub limiter: super::limits::Limiter,
+    /// `DAILY_IMAGE_BUDGET`.
+    pub budget: super::limits::Budget,
     /// Settings worth telling an operator about (`/version`).
     pub notes: Vec<String>,
     pub started: Instant,

@@ -1634,3 +1634,116 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Per-client limits on the routes that cost, through a trusted proxy's `X-Forwarded-For`;
+/// API keys; and the day's image budget.
+#[tokio::test]
+async fn rate_limits_keys_and_the_daily_budget() {
+    let (_state, router) = setup(&[
+        "--rate-limit-per-minute",
+        "2",
+        "--trusted-proxies",
+        "1",
+        "--api-keys",
+        "k1",
+    ])
+    .await;
+    let from = |xff: &str, key: Option<(&str, &str)>| {
+        let (ctype, body) = multipart(&[("platform", None, b"facebook")]);
+        let mut req = Request::post("/api/v2/share-image")
+            .header(header::CONTENT_TYPE, ctype)
+            .header("x-forwarded-for", xff);
+        if let Some((name, value)) = key {
+            req = req.header(name, value);
+        }
+        let router = router.clone();
+        let req = req.body(Body::from(body)).unwrap();
+        async move { send(&router, req).await }
+    };
+    // Two requests of client 1.1.1.1 pass (refused for their content, not their rate)...
+    for _ in 0..2 {
+        let r = from("1.1.1.1", None).await;
+        assert_ne!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    }
+    // ...the third is 429 with Retry-After; a spoofed entry to the left changes nothing.
+    for xff in ["1.1.1.1", "9.9.9.9, 1.1.1.1"] {
+        let r = from(xff, None).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{xff}");
+        assert_eq!(r.code(), "rate_limited");
+        let wait: u64 = r.header("retry-after").parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+    // Another client is not limited; neither is a caller with the key, even from 1.1.1.1.
+    assert_ne!(
+        from("2.2.2.2", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    for key in [("x-api-key", "k1"), ("authorization", "Bearer k1")] {
+        let r = from("1.1.1.1", Some(key)).await;
+        assert_ne!(r.status, StatusCode::TOO_MANY_REQUESTS, "{key:?}");
+    }
+    // A wrong key is 401; reading routes are never limited.
+    let wrong = from("3.3.3.3", Some(("x-api-key", "nope"))).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.code(), "invalid_api_key");
+    for _ in 0..5 {
+        assert_eq!(get(&router, "/health").await.status, StatusCode::OK);
+    }
+    // remove.bg's route is limited too, refused in its own shape.
+    let rb = {
+        let (ctype, body) = multipart(&[("size", None, b"full")]);
+        let req = Request::post("/v1.0/removebg")
+            .header(header::CONTENT_TYPE, ctype)
+            .header("x-forwarded-for", "1.1.1.1")
+            .body(Body::from(body))
+            .unwrap();
+        send(&router, req).await
+    };
+    assert_eq!(rb.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(rb.json()["errors"][0]["code"], "rate_limited");
+
+    // The budget: one image a day. A new photo past it is 429 until midnight UTC; the cached
+    // result is still served; /version and /metrics say what is left.
+    let (_state, router) = setup(&["--daily-image-budget", "1"]).await;
+    wait_ready(&router).await;
+    let cut = |img: Vec<u8>| {
+        let router = router.clone();
+        async move {
+            post(
+                &router,
+                "/api/v2/remove-background",
+                &[("image", Some("p.png"), &img), ("refine", None, b"off")],
+                false,
+            )
+            .await
+        }
+    };
+    assert_eq!(cut(photo()).await.status, StatusCode::OK);
+    let over = cut(png(64, 48)).await;
+    assert_eq!(
+        over.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        over.text()
+    );
+    assert_eq!(over.code(), "daily_budget_exhausted");
+    let wait: u64 = over.header("retry-after").parse().unwrap();
+    assert!((1..=86_400).contains(&wait), "{wait}");
+    let again = cut(photo()).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.header("x-cache"), "HIT");
+    let v = get(&router, "/version").await.json();
+    assert_eq!(
+        (
+            v["daily_image_budget"].as_u64(),
+            v["daily_image_budget_left"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    let m = get(&router, "/metrics").await.text();
+    assert!(m.contains("daily_image_budget_left 0"), "{m}");
+    assert!(
+        m.contains("protective_refusals_total{outcome=\"daily_budget_exhausted\"} 1"),
+        "{m}"
+    );
+}

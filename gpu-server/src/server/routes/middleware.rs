@@ -11,9 +11,9 @@ use std::{
 use axum::{
     Router,
     extract::{MatchedPath, Request, State},
-    http::{HeaderName, HeaderValue, Method, header},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -38,6 +38,7 @@ pub fn layers(
     cors_origins: &[String],
 ) -> Router<AppState> {
     router
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(cors(cors_origins))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         .layer(
@@ -55,6 +56,67 @@ pub fn layers(
             HeaderValue::from_static(env!("GIT_COMMIT")),
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// The routes that cost: processing and sharing.
+const LIMITED: [&str; 3] = [
+    "/api/v2/remove-background",
+    "/v1.0/removebg",
+    "/api/v2/share-image",
+];
+
+/// Admission to the routes that cost: a caller with a valid API key passes; a wrong key is
+/// 401 `invalid_api_key` (remove.bg's route answers keys itself, its way); anyone else takes
+/// one request of their address's allowance or is 429 `rate_limited`.
+async fn admit(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if request.method() != axum::http::Method::POST || !LIMITED.contains(&path) {
+        return next.run(request).await;
+    }
+    let removebg = path == "/v1.0/removebg";
+    let headers = request.headers();
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    if let (Some(key), false) = (key, state.api_keys.is_empty()) {
+        if state.api_key_matches(key) {
+            return next.run(request).await;
+        }
+        if !removebg {
+            return AppError::status(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "the API key is not one of this service's",
+            )
+            .into_response();
+        }
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(client) = state.limiter.client(peer, headers)
+        && let Err(refused) = state.limiter.check(client)
+    {
+        state.metrics.refused("rate_limited");
+        let e = AppError::Refused(refused);
+        return if removebg {
+            super::removebg::error_response(e)
+        } else {
+            e.into_response()
+        };
+    }
+    next.run(request).await
 }
 
 /// Request ids: a per-process random prefix and a counter (unique, cheap, no clock).

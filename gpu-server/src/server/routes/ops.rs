@@ -159,6 +159,11 @@ pub struct Version {
     /// Cloud Run's revision, when running there.
     pub revision: Option<String>,
     pub uptime_s: f64,
+    /// `DAILY_IMAGE_BUDGET` and the images it still allows today (absent: no budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_image_budget: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_image_budget_left: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -183,6 +188,8 @@ pub async fn version(State(state): State<AppState>) -> Json<Version> {
         batch_size: state.engine.batch_size(),
         revision: std::env::var("K_REVISION").ok(),
         uptime_s: (state.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        daily_image_budget: (state.budget.limit() > 0).then(|| state.budget.limit()),
+        daily_image_budget_left: state.budget.left(crate::server::state::unix_now()),
         notes: state.notes.clone(),
     })
 }
@@ -192,6 +199,11 @@ pub async fn version(State(state): State<AppState>) -> Json<Version> {
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.queue_depth.set(state.engine.depth() as i64);
+    let left = state.budget.left(crate::server::state::unix_now());
+    state
+        .metrics
+        .budget_left
+        .set(left.map_or(-1, |l| l.min(i64::MAX as u64) as i64));
     let mut res = state.metrics.render().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

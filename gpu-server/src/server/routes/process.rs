@@ -507,6 +507,13 @@ pub async fn cut_out(
             )
         }
         None => {
+            // The model runs for this one: it counts against the day's budget.
+            if !options.supplied_mask && options.from_result.is_none() {
+                state.budget.take(unix_now()).map_err(|r| {
+                    state.metrics.refused("daily_budget_exhausted");
+                    AppError::Refused(r)
+                })?;
+            }
             let mut output = process(
                 state,
                 bytes,

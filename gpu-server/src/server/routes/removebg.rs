@@ -389,12 +389,12 @@ pub async fn removebg(
 ) -> Response {
     match answer(state, headers, request).await {
         Ok(res) => res,
-        Err(e) => remove_bg_error(e),
+        Err(e) => error_response(e),
     }
 }
 
 /// An error in remove.bg's shape, with the status and `Retry-After` this service's would have.
-fn remove_bg_error(e: AppError) -> Response {
+pub fn error_response(e: AppError) -> Response {
     let (status, code, title, retry) = match e {
         AppError::Refused(r) => (
             StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
