@@ -37,7 +37,8 @@ fn share_not_found(headers: &HeaderMap) -> Response {
     params(("id" = String, Path, description = "Share id")),
     responses(
         (status = 200, description = "The share page", content_type = "text/html"),
-        (status = 404, description = "No such share", body = ErrorBody),
+        (status = 404, description = "No such share: a page for people, JSON for `Accept: application/json`",
+            content((String = "text/html"), (ErrorBody = "application/json"))),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
