@@ -41,24 +41,30 @@ pub struct RemoveForm {
     #[schema(value_type = String, format = Binary)]
     image: Vec<u8>,
     /// `rgba` (default), `mask`, `trimap`, `white`, `green`, `color:R,G,B` or `blur`.
-    #[schema(example = "rgba")]
+    #[schema(
+        example = "rgba",
+        pattern = "^(rgba|transparent|mask|map|trimap|white|green|blur|color:[0-9]{1,3},[0-9]{1,3},[0-9]{1,3})$"
+    )]
     r#type: Option<String>,
     /// `off`, `foreground` or `matting`: alpha matting at full resolution where the mask is
     /// unsure, and the subject's own colour under soft edges. Default `matting` (`off` for
     /// `type=mask`).
-    #[schema(example = "matting")]
+    #[schema(example = "matting", pattern = "^(off|foreground|matting)$")]
     refine: Option<String>,
     /// A mask to use instead of the model's: an 8-bit greyscale PNG of any size (stretched to
     /// the photo), under the same limits as the photo.
     #[schema(value_type = Option<String>, format = Binary)]
     mask: Option<Vec<u8>>,
     /// Hard mask threshold in 0..1 (default: soft edges).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     threshold: Option<f32>,
     /// Keep the background, remove the subject.
     reverse: Option<bool>,
     /// `png` (default), `webp`, `jpeg`, or `auto` (PNG when anything is transparent, else JPEG).
+    #[schema(pattern = "^(png|webp|jpeg|jpg|auto)$")]
     format: Option<String>,
-    /// `u2netp`.
+    /// The model this service runs (`/version`), e.g. `u2netp`.
+    #[schema(pattern = "^(u2netp|inspyrenet-base|inspyrenet-fast)$")]
     model: Option<String>,
     /// Crop to the subject (specks ignored).
     crop: Option<bool>,
@@ -70,6 +76,7 @@ pub struct RemoveForm {
     #[schema(example = "4x6in")]
     size: Option<String>,
     /// Resolution written into the file, 72 to 1200 (300 with a print size).
+    #[schema(minimum = 72, maximum = 1200)]
     dpi: Option<u16>,
     /// The subject's share of the canvas, `10%` to `100%` (or `original`).
     #[schema(example = "80%")]
@@ -80,6 +87,7 @@ pub struct RemoveForm {
     /// A drop shadow under the subject.
     shadow: Option<bool>,
     /// 0 to 100 (default 50).
+    #[schema(minimum = 0.0, maximum = 100.0)]
     shadow_opacity: Option<f32>,
     /// The shadow's softness, % of the subject's long side (default 2).
     shadow_blur: Option<String>,
@@ -98,9 +106,11 @@ pub struct RemoveForm {
     #[schema(value_type = Option<String>, format = Binary)]
     bg_image: Option<Vec<u8>>,
     /// `rgba` (default) or `alpha` (the final alpha alone, grey).
+    #[schema(pattern = "^(rgba|alpha)$")]
     channels: Option<String>,
     /// Instead of `image`: a stored result to lay out again with these options (no model
     /// runs); needs the result's `token`.
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     result_id: Option<String>,
     /// The share token that came with `result_id`.
     token: Option<String>,

@@ -29,11 +29,16 @@ pub struct ShareForm {
     #[schema(value_type = Option<String>, format = Binary)]
     image: Option<Vec<u8>>,
     /// facebook, twitter, x, pinterest, whatsapp, linkedin, email or copy.
-    #[schema(example = "facebook")]
+    #[schema(
+        example = "facebook",
+        pattern = "^(facebook|twitter|x|pinterest|whatsapp|linkedin|email|copy)$"
+    )]
     platform: String,
     /// Caption for the share page and the post text (at most 140 characters).
+    #[schema(max_length = 140)]
     title: Option<String>,
     /// A result of `remove-background`, shared without uploading it again.
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     result_id: Option<String>,
     /// The `share_token` that `remove-background` answered: for a `result_id`, that result's
     /// own; for an uploaded `image`, any valid one.
