@@ -517,13 +517,6 @@ pub async fn cut_out(
             )
         }
         None => {
-            // The model runs for this one: it counts against the day's budget.
-            if !options.supplied_mask && options.from_result.is_none() {
-                state.budget.take(unix_now()).map_err(|r| {
-                    state.metrics.refused("daily_budget_exhausted");
-                    AppError::Refused(r)
-                })?;
-            }
             let mut output = process(
                 state,
                 bytes,
@@ -709,6 +702,12 @@ async fn pipeline(
                 DynamicImage::ImageRgb8(rgb) => (rgb, None),
                 other => (other.to_rgb8(), Some(other)),
             };
+            // The model runs for this one: it counts against the day's budget (only images
+            // admitted to inference, decoded and about to run, count).
+            state.budget.take(unix_now()).map_err(|r| {
+                state.metrics.refused("daily_budget_exhausted");
+                AppError::Refused(r)
+            })?;
             let inferred = state.engine.infer(rgb).await?;
             tracing::debug!(
                 infer_ms = inferred.infer_ms,
