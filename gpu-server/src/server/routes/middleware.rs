@@ -79,15 +79,7 @@ async fn admit(
     }
     let removebg = path == "/v1.0/removebg";
     let headers = request.headers();
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-        });
+    let key = super::api_key(headers);
     if let (Some(key), false) = (key, state.api_keys.is_empty()) {
         if state.api_key_matches(key) {
             return next.run(request).await;

@@ -18,6 +18,19 @@ use bytes::Bytes;
 pub use form::{Form, Slot, decode_base64, read_form, read_form_named};
 pub use middleware::{layers, no_route};
 
+/// The API key a caller sent: `X-Api-Key`, or `Authorization: Bearer`.
+pub fn api_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+}
+
 /// Whether the caller prefers JSON to an image.
 pub fn wants_json(headers: &axum::http::HeaderMap) -> bool {
     shared::page::wants_json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))

@@ -291,15 +291,7 @@ fn authorised(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
     if state.api_keys.is_empty() {
         return Ok(());
     }
-    let sent = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-        });
+    let sent = super::api_key(headers);
     match sent {
         None => Err(AppError::status(
             StatusCode::FORBIDDEN,
