@@ -326,22 +326,34 @@ function freePort() {
   });
 }
 
-test("one renderer, two shells: gpu-server and the Worker store the same bytes", async () => {
+/** A real `gpu-server serve` (GPU_SERVER_BIN) on a free port, once it is ready. */
+async function startGpuServer(storageBucket, env = {}) {
   const bin = process.env.GPU_SERVER_BIN;
   assert.ok(bin, "set GPU_SERVER_BIN to the gpu-server binary (scripts/test does)");
   const port = await freePort();
+  const server = spawn(bin, ["serve", "--port", String(port), "--storage-bucket", storageBucket, "--customer-storage-bucket", "memory://", "--share-token-secret", SECRET], {
+    stdio: "ignore",
+    env: { ...process.env, ...env },
+  });
+  const api = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${api}/ready`)).status === 200) break;
+    } catch {}
+    if (i > 300) {
+      server.kill();
+      assert.fail("gpu-server not ready");
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { server, api };
+}
+
+test("one renderer, two shells: gpu-server and the Worker store the same bytes", async () => {
   // Results in a folder, to hand them to the Worker's bucket as a shared bucket would.
   const results = mkdtempSync(join(tmpdir(), "pet-cutout-results-"));
-  const server = spawn(bin, ["serve", "--port", String(port), "--storage-bucket", `file://${results}`, "--customer-storage-bucket", "memory://", "--share-token-secret", SECRET], { stdio: "ignore" });
+  const { server, api } = await startGpuServer(`file://${results}`);
   try {
-    const api = `http://127.0.0.1:${port}`;
-    for (let i = 0; ; i++) {
-      try {
-        if ((await fetch(`${api}/ready`)).status === 200) break;
-      } catch {}
-      if (i > 300) assert.fail("gpu-server not ready");
-      await new Promise((r) => setTimeout(r, 100));
-    }
     // The real flow: gpu-server cuts the pet out and signs a token; the Worker accepts it.
     const removed = await fetch(`${api}/api/v2/remove-background`, { method: "POST", body: form({ image: photo }) });
     assert.equal(removed.status, 200);
@@ -443,23 +455,9 @@ test("one renderer, two shells: gpu-server and the Worker store the same bytes",
 });
 
 test("SHARE_STYLE=sticker on both shells: the same sticker cards, bytes for bytes", async () => {
-  const bin = process.env.GPU_SERVER_BIN;
-  assert.ok(bin, "set GPU_SERVER_BIN to the gpu-server binary (scripts/test does)");
-  const port = await freePort();
-  const server = spawn(bin, ["serve", "--port", String(port), "--storage-bucket", "memory://", "--customer-storage-bucket", "memory://", "--share-token-secret", SECRET], {
-    stdio: "ignore",
-    env: { ...process.env, SHARE_STYLE: "sticker" },
-  });
+  const { server, api } = await startGpuServer("memory://", { SHARE_STYLE: "sticker" });
   const sticker = worker({ bindings: { SHARE_STYLE: "sticker" } });
   try {
-    const api = `http://127.0.0.1:${port}`;
-    for (let i = 0; ; i++) {
-      try {
-        if ((await fetch(`${api}/ready`)).status === 200) break;
-      } catch {}
-      if (i > 300) assert.fail("gpu-server not ready");
-      await new Promise((r) => setTimeout(r, 100));
-    }
     const removed = await fetch(`${api}/api/v2/remove-background`, { method: "POST", body: form({ image: photo }) });
     assert.equal(removed.status, 200);
     const cutout = new Uint8Array(await removed.arrayBuffer());

@@ -125,6 +125,8 @@ impl Parts {
 
 /// The pixels of the 8-connected parts of `set` whose area is at least `fraction` of the
 /// largest part's (all of `set` when it has one part).
+/// (Used by the tests: the product works on runs of parts and bounded distances.)
+#[cfg(test)]
 pub fn keep_large(set: &[bool], width: usize, height: usize, fraction: f64) -> Vec<bool> {
     assert_eq!(set.len(), width * height, "set size");
     let bytes: Vec<u8> = set.iter().map(|&b| u8::from(b)).collect();
@@ -158,6 +160,8 @@ pub fn enclosed(width: usize, height: usize, plane: &[u8], open: impl Fn(u8) -> 
 
 /// Fill the holes of `set`: every pixel outside it that cannot reach the image's border
 /// through 4-connected pixels outside it joins it, so its outer contour is the only one.
+/// (Used by the tests: the product works on runs of parts and bounded distances.)
+#[cfg(test)]
 pub fn fill_holes(set: &mut [bool], width: usize, height: usize) {
     assert_eq!(set.len(), width * height, "set size");
     let bytes: Vec<u8> = set.iter().map(|&b| u8::from(b)).collect();

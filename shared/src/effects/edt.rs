@@ -8,6 +8,8 @@
 
 /// The squared Euclidean distance from each pixel to the nearest pixel of `set` (0 inside it),
 /// row-major like `set`. Where `set` is empty everything is at least `(width + height)²`.
+/// (Used by the tests: the product works on runs of parts and bounded distances.)
+#[cfg(test)]
 pub fn squared(set: &[bool], width: usize, height: usize) -> Vec<f32> {
     assert_eq!(set.len(), width * height, "set size");
     let mut out = vec![0f32; width * height];
