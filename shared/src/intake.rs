@@ -167,6 +167,77 @@ fn jpeg_truncated(bytes: &[u8]) -> bool {
     }
 }
 
+/// The frame headers (SOF segments' payloads) of a JPEG, found by walking its segments, whose
+/// payloads are skipped (an EXIF thumbnail is a JPEG of its own), and its scans' entropy-coded
+/// data, in which a marker is any 0xFF not followed by 0x00 (stuffing) or a restart code.
+fn jpeg_frames(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    let mut i = 2;
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xFF {
+            i += 1;
+            continue;
+        }
+        let marker = bytes[i + 1];
+        match marker {
+            0xFF => {
+                i += 1;
+                continue;
+            }
+            0x00 | 0x01 | 0xD0..=0xD8 => {
+                i += 2;
+                continue;
+            }
+            0xD9 => break,
+            _ => {}
+        }
+        let Some(len) = bytes
+            .get(i + 2..i + 4)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            break;
+        };
+        let end = (i + 2 + len).min(bytes.len());
+        if matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) {
+            frames.push(bytes.get(i + 4..end).unwrap_or_default());
+        }
+        i += 2 + len.max(2);
+    }
+    frames
+}
+
+/// JPEG structures the decoder mishandles, refused before it runs. Found by fuzzing
+/// (`tests/fuzz/regressions/intake_jpeg/`): zune-jpeg 0.5.15 indexes past its buffers (a
+/// panic) when a colour component is sampled more finely than the first, and a file may carry
+/// several frame headers for one image. No camera or encoder writes either.
+fn jpeg_unsupported(bytes: &[u8]) -> Option<&'static str> {
+    let frames = jpeg_frames(bytes);
+    if frames.len() > 1 {
+        return Some("the JPEG file has more than one frame header");
+    }
+    let frame = frames.first()?;
+    let count = usize::from(*frame.get(5)?);
+    let factors: Vec<(u8, u8)> = (0..count)
+        .filter_map(|k| frame.get(7 + 3 * k).map(|hv| (hv >> 4, hv & 15)))
+        .collect();
+    let (h0, v0) = *factors.first()?;
+    factors
+        .iter()
+        .any(|&(h, v)| h > h0 || v > v0)
+        .then_some("the JPEG's colour components are sampled more finely than its luminance")
+}
+
+/// Runs a decoder step; a decoder that panics on a malformed file (a bug of the decoder) is
+/// that file refused, not the request failed. Where panics abort (wasm32), the checks made
+/// before decoding ([`jpeg_unsupported`]) are what keeps known cases out.
+fn guarded<T>(step: impl FnOnce() -> Result<T, IntakeError>) -> Result<T, IntakeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|_| {
+        Err(IntakeError::Corrupt(
+            "the image decoder failed on this file".into(),
+        ))
+    })
+}
+
 type Reader<'a> = ImageReader<Cursor<&'a [u8]>>;
 
 fn reader<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(ImageFormat, Reader<'a>), IntakeError> {
@@ -181,6 +252,11 @@ fn reader<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(ImageFormat, Reader<'
         return Err(IntakeError::Corrupt(
             "the JPEG file is incomplete (cut short during upload?)".into(),
         ));
+    }
+    if format == ImageFormat::Jpeg
+        && let Some(why) = jpeg_unsupported(bytes)
+    {
+        return Err(IntakeError::Corrupt(why.into()));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.to_image());
     let mut decode_limits = image::Limits::default();
@@ -225,6 +301,10 @@ fn check_size(width: u32, height: u32, limits: &Limits) -> Result<(), IntakeErro
 
 /// Sniff and check byte and pixel limits from the header alone (cheap: no pixel is decoded).
 pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Header, IntakeError> {
+    guarded(|| inspect_unguarded(bytes, limits))
+}
+
+fn inspect_unguarded(bytes: &[u8], limits: &Limits) -> Result<Header, IntakeError> {
     let (format, reader) = reader(bytes, limits)?;
     let decoder = reader.into_decoder().map_err(corrupt(limits))?;
     let (width, height) = decoder.dimensions();
@@ -242,6 +322,10 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Header, IntakeError> {
 /// which the JPEG decoder converts to RGB) comes back as a [`DynamicImage`]; callers convert to
 /// the 8-bit layout they need.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IntakeError> {
+    guarded(|| decode_unguarded(bytes, limits))
+}
+
+fn decode_unguarded(bytes: &[u8], limits: &Limits) -> Result<Decoded, IntakeError> {
     let (format, reader) = reader(bytes, limits)?;
     let mut decoder = reader.into_decoder().map_err(corrupt(limits))?;
     let (width, height) = decoder.dimensions();
@@ -284,6 +368,53 @@ mod tests {
             sniff(b"RIFF\0\0\0\0WAVE").unwrap_err().code(),
             "unsupported_format"
         );
+    }
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| {
+            Rgb([(x * 9) as u8, (y * 7) as u8, 90])
+        });
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut out)
+            .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn refuses_the_jpeg_structures_the_decoder_mishandles() {
+        let good = jpeg(32, 24);
+        assert!(decode(&good, &Limits::default()).is_ok());
+        // A thumbnail inside an APP1 segment is a JPEG of its own, frame header included.
+        let mut with_thumbnail = good[..2].to_vec();
+        let payload = [b"Exif\0\0".as_slice(), &jpeg(16, 16)].concat();
+        with_thumbnail.extend_from_slice(&[0xFF, 0xE1]);
+        with_thumbnail.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+        with_thumbnail.extend_from_slice(&payload);
+        with_thumbnail.extend_from_slice(&good[2..]);
+        assert_eq!(jpeg_frames(&with_thumbnail).len(), 1);
+        assert!(decode(&with_thumbnail, &Limits::default()).is_ok());
+
+        // The last component sampled 4× horizontally (the fuzzer's find: a decoder panic).
+        let sof = good.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut finer = good.clone();
+        finer[sof + 4 + 6 + 3 * 2 + 1] = 0x41;
+        let e = decode(&finer, &Limits::default()).unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("invalid_image", 422), "{e}");
+        assert!(e.to_string().contains("sampled more finely"), "{e}");
+
+        // Two frame headers.
+        let frame_len = usize::from(u16::from_be_bytes([good[sof + 2], good[sof + 3]]));
+        let frame = good[sof..sof + 2 + frame_len].to_vec();
+        let twice = [&good[..sof], &frame, &good[sof..]].concat();
+        let e = decode(&twice, &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("more than one frame header"), "{e}");
+    }
+
+    #[test]
+    fn a_decoder_panic_is_a_refusal() {
+        let e = guarded::<()>(|| panic!("a decoder bug")).unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("invalid_image", 422));
     }
 
     #[test]

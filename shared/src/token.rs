@@ -65,7 +65,11 @@ pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<Claims, TokenError
     else {
         return Err(TokenError::Malformed);
     };
-    if !is_valid_id(id) || sig.len() != 64 || exp.is_empty() || exp.len() > 20 {
+    // The expiry in its one spelling, as `sign` writes it: digits, no sign, no leading zero
+    // (`u64::from_str` alone also takes `+1800000000` and `01800000000`, found by fuzzing).
+    let canonical =
+        exp.bytes().all(|b| b.is_ascii_digit()) && (exp == "0" || !exp.starts_with('0'));
+    if !is_valid_id(id) || sig.len() != 64 || exp.is_empty() || exp.len() > 20 || !canonical {
         return Err(TokenError::Malformed);
     }
     let expires_at: u64 = exp.parse().map_err(|_| TokenError::Malformed)?;
@@ -138,6 +142,20 @@ mod tests {
         );
         assert_eq!(TokenError::Expired.code(), "token_expired");
         assert_eq!(TokenError::WrongResult.code(), "invalid_token");
+    }
+
+    #[test]
+    fn a_token_verifies_only_as_signed() {
+        // Found by fuzzing (tests/fuzz/regressions/token/): the same expiry spelled with a sign
+        // or a leading zero parsed to the same number and verified.
+        let good = sign(SECRET, ID, 1_000);
+        assert!(verify(SECRET, &good, 0).is_ok());
+        for respelled in [".+1000.", ".01000.", ". 1000."] {
+            let t = good.replacen(".1000.", respelled, 1);
+            assert_eq!(verify(SECRET, &t, 0), Err(TokenError::Malformed), "{t}");
+        }
+        let zero = sign(SECRET, ID, 0);
+        assert_eq!(verify(SECRET, &zero, 0), Err(TokenError::Expired));
     }
 
     #[test]

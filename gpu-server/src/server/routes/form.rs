@@ -1,6 +1,9 @@
 //! The multipart form reader of the upload routes: at most one file of each of the names
 //! `image`, `mask` and `bg_image`, refused as soon as it crosses the size limit, and a few short text
 //! fields.
+//!
+//! It answers [`Refusal`]s and depends on axum, `bytes`, `base64` and `shared` only: the fuzz
+//! target `multipart` (`tests/fuzz/`) compiles this very file without the rest of the server.
 
 use std::collections::HashMap;
 
@@ -10,7 +13,7 @@ use axum::{
 };
 use bytes::{Bytes, BytesMut};
 
-use crate::server::error::{AppError, AppResult};
+use shared::refusal::Refusal;
 
 /// A parsed multipart form: at most one `image` file, one `mask` file, one `bg_image` file and
 /// a few short text fields.
@@ -50,9 +53,16 @@ pub const FILES: &[(&str, Slot)] = &[
     ("bg_image", Slot::BgImage),
 ];
 
+/// The file fields of remove.bg's form (`POST /v1.0/removebg`).
+pub const REMOVEBG_FILES: &[(&str, Slot)] = &[
+    ("image_file", Slot::Image),
+    ("image_file_b64", Slot::ImageBase64),
+    ("bg_image_file", Slot::BgImage),
+];
+
 /// A photo sent as base64 text (standard or URL-safe alphabet, padding and whitespace
 /// optional, a `data:` URL prefix allowed), refused over `max_bytes` once decoded.
-pub fn decode_base64(field: &str, text: &[u8], max_bytes: usize) -> AppResult<Bytes> {
+pub fn decode_base64(field: &str, text: &[u8], max_bytes: usize) -> Result<Bytes, Refusal> {
     use base64::Engine;
     let text: Vec<u8> = text
         .iter()
@@ -73,8 +83,8 @@ pub fn decode_base64(field: &str, text: &[u8], max_bytes: usize) -> AppResult<By
         .filter(|&b| b != b'=')
         .collect();
     if text.len() / 4 * 3 > max_bytes {
-        return Err(AppError::status(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        return Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
             "file_too_large",
             format!("the `{field}` image is larger than the limit of {max_bytes} bytes"),
         ));
@@ -82,12 +92,12 @@ pub fn decode_base64(field: &str, text: &[u8], max_bytes: usize) -> AppResult<By
     base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(&text)
         .map(Bytes::from)
-        .map_err(|e| AppError::bad("invalid_base64", format!("`{field}` is not base64: {e}")))
+        .map_err(|e| Refusal::bad("invalid_base64", format!("`{field}` is not base64: {e}")))
 }
 const MAX_FIELD_BYTES: usize = 2048;
 
-fn multipart_error(e: impl std::fmt::Display) -> AppError {
-    AppError::bad(
+fn multipart_error(e: impl std::fmt::Display) -> Refusal {
+    Refusal::bad(
         "invalid_multipart",
         format!("the request is not a valid multipart/form-data upload: {e}"),
     )
@@ -107,7 +117,7 @@ async fn drain(multipart: &mut Multipart) {
 pub async fn read_form(
     multipart: Result<Multipart, MultipartRejection>,
     max_bytes: usize,
-) -> AppResult<Form> {
+) -> Result<Form, Refusal> {
     read_form_named(multipart, max_bytes, FILES).await
 }
 
@@ -116,10 +126,10 @@ pub async fn read_form_named(
     multipart: Result<Multipart, MultipartRejection>,
     max_bytes: usize,
     files: &[(&str, Slot)],
-) -> AppResult<Form> {
+) -> Result<Form, Refusal> {
     let mut multipart = multipart.map_err(|e| {
-        AppError::status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE.as_u16(),
             "invalid_multipart",
             format!("expected a multipart/form-data body with an `image` field: {e}"),
         )
@@ -137,13 +147,13 @@ async fn read_fields(
     multipart: &mut Multipart,
     max_bytes: usize,
     files: &[(&str, Slot)],
-) -> AppResult<Form> {
+) -> Result<Form, Refusal> {
     let mut form = Form::default();
     let mut count = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         count += 1;
         if count > MAX_FIELDS {
-            return Err(AppError::bad("invalid_multipart", "too many form fields"));
+            return Err(Refusal::bad("invalid_multipart", "too many form fields"));
         }
         let name = field.name().unwrap_or_default().to_owned();
         let kind = files.iter().find(|(n, _)| *n == name).map(|f| f.1);
@@ -154,21 +164,21 @@ async fn read_fields(
         });
         if let Some(slot) = file {
             if slot.is_some() {
-                return Err(AppError::bad(
+                return Err(Refusal::bad(
                     "invalid_multipart",
                     format!("more than one `{name}` field (or more than one image source)"),
                 ));
             }
             let base64 = kind == Some(Slot::ImageBase64);
             if field.file_name().is_none() && !base64 {
-                return Err(AppError::bad(
+                return Err(Refusal::bad(
                     "invalid_multipart",
                     format!("`{name}` must be a file, not a text field"),
                 ));
             }
             let too_large = || {
-                AppError::status(
-                    StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
                     "file_too_large",
                     format!("the `{name}` file is larger than the limit of {max_bytes} bytes"),
                 )
@@ -201,7 +211,7 @@ async fn read_fields(
             let mut buf = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 if buf.len() + chunk.len() > MAX_FIELD_BYTES {
-                    return Err(AppError::bad(
+                    return Err(Refusal::bad(
                         "invalid_option",
                         format!("the field `{name}` is longer than {MAX_FIELD_BYTES} bytes"),
                     ));
@@ -209,7 +219,7 @@ async fn read_fields(
                 buf.extend_from_slice(&chunk);
             }
             let value = String::from_utf8(buf).map_err(|_| {
-                AppError::bad(
+                Refusal::bad(
                     "invalid_option",
                     format!("the field `{name}` is not UTF-8 text"),
                 )

@@ -15,7 +15,7 @@ use axum::{
 };
 use bytes::Bytes;
 
-pub use form::{Form, Slot, decode_base64, read_form, read_form_named};
+pub use form::{Form, REMOVEBG_FILES, decode_base64, read_form, read_form_named};
 pub use middleware::{layers, no_route};
 
 /// The API key a caller sent: `X-Api-Key`, or `Authorization: Bearer`.

@@ -25,7 +25,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    Form, Slot, decode_base64,
+    Form, REMOVEBG_FILES, decode_base64,
     process::{self, Done, Options},
     read_form_named, wants_json,
 };
@@ -93,13 +93,6 @@ pub struct RemoveBgData {
     foreground_width: u32,
     foreground_height: u32,
 }
-
-/// The file fields of remove.bg's form.
-const FILES: &[(&str, Slot)] = &[
-    ("image_file", Slot::Image),
-    ("image_file_b64", Slot::ImageBase64),
-    ("bg_image_file", Slot::BgImage),
-];
 
 /// remove.bg's `size` classes, in pixels (`None`: the photo's own size).
 fn size_pixels(v: &str) -> AppResult<Option<u64>> {
@@ -241,7 +234,7 @@ async fn read_body(state: &AppState, request: Request) -> AppResult<Form> {
         .to_ascii_lowercase();
     if ctype.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, state).await;
-        return read_form_named(multipart, max, FILES).await;
+        return Ok(read_form_named(multipart, max, REMOVEBG_FILES).await?);
     }
     let limit = max / 3 * 4 + 64 * 1024;
     let body = axum::body::to_bytes(request.into_body(), limit)
