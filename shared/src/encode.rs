@@ -1,4 +1,4 @@
-//! Encoding results for download: PNG (default, lossless with alpha), WebP (lossless, alpha)
+//! Encoding results for download: PNG (default, lossless with alpha; [`crate::png_writer`]), WebP (lossless, alpha)
 //! or JPEG (no alpha: transparent areas are flattened onto white), or `auto` (PNG when anything
 //! is transparent, else JPEG); print files carry their resolution (PNG `pHYs`, JPEG JFIF).
 
@@ -95,25 +95,13 @@ pub fn encode_dpi(
     let (w, h) = (image.width(), image.height());
     let result = match format.resolve(image) {
         OutputFormat::Png | OutputFormat::Auto => {
-            let enc = codecs::png::PngEncoder::new_with_quality(
-                &mut out,
-                codecs::png::CompressionType::Fast,
-                codecs::png::FilterType::Adaptive,
-            );
-            match image {
-                DynamicImage::ImageLuma8(m) => {
-                    enc.write_image(m.as_raw(), w, h, image::ExtendedColorType::L8)
-                }
-                DynamicImage::ImageRgb8(m) => {
-                    enc.write_image(m.as_raw(), w, h, image::ExtendedColorType::Rgb8)
-                }
-                other => enc.write_image(
-                    other.to_rgba8().as_raw(),
-                    w,
-                    h,
-                    image::ExtendedColorType::Rgba8,
-                ),
-            }
+            use crate::png_writer::{Layout, write};
+            return Ok(match image {
+                DynamicImage::ImageLuma8(m) => write(m.as_raw(), w, h, Layout::Grey, dpi),
+                DynamicImage::ImageRgb8(m) => write(m.as_raw(), w, h, Layout::Rgb, dpi),
+                DynamicImage::ImageRgba8(m) => write(m.as_raw(), w, h, Layout::Rgba, dpi),
+                other => write(other.to_rgba8().as_raw(), w, h, Layout::Rgba, dpi),
+            });
         }
         OutputFormat::Webp => {
             let enc = codecs::webp::WebPEncoder::new_lossless(&mut out);
@@ -139,30 +127,7 @@ pub fn encode_dpi(
         }
     };
     result.map_err(|e| e.to_string())?;
-    if let (Some(d), OutputFormat::Png) = (dpi, format.resolve(image)) {
-        out = with_png_dpi(out, d);
-    }
     Ok(out)
-}
-
-/// A PNG with a `pHYs` chunk (pixels per metre) right after its `IHDR`.
-fn with_png_dpi(png: Vec<u8>, dpi: u16) -> Vec<u8> {
-    // Signature (8) + IHDR: length (4), type (4), 13 bytes of data, CRC (4).
-    const AFTER_IHDR: usize = 8 + 4 + 4 + 13 + 4;
-    let ppm = (f64::from(dpi) / 0.0254).round() as u32;
-    let mut chunk = Vec::with_capacity(21);
-    chunk.extend_from_slice(&9u32.to_be_bytes());
-    chunk.extend_from_slice(b"pHYs");
-    chunk.extend_from_slice(&ppm.to_be_bytes());
-    chunk.extend_from_slice(&ppm.to_be_bytes());
-    chunk.push(1); // the unit is the metre
-    let crc = crc32fast::hash(&chunk[4..]);
-    chunk.extend_from_slice(&crc.to_be_bytes());
-    let mut out = Vec::with_capacity(png.len() + chunk.len());
-    out.extend_from_slice(&png[..AFTER_IHDR]);
-    out.extend_from_slice(&chunk);
-    out.extend_from_slice(&png[AFTER_IHDR..]);
-    out
 }
 
 fn flatten_on_white(image: &DynamicImage) -> image::RgbImage {

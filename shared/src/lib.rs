@@ -30,6 +30,7 @@ pub mod ids;
 pub mod intake;
 pub mod jpeg;
 pub mod page;
+pub mod png_writer;
 pub mod publish;
 // Numeric kernels index several arrays in step; iterator chains would hide that.
 #[allow(clippy::needless_range_loop)]

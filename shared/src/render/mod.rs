@@ -374,7 +374,7 @@ mod pinned {
         );
         assert_eq!(
             digest(&rendered.image.bytes),
-            "f5913884b3a4c7edfd1bf6d82e61126db51cdec41a7d78c6c889915d46a1c3e2"
+            "055b01e35199f030ea5991bf617d236c7c556066ffbacde29038245b21c0be22"
         );
     }
 }
