@@ -211,7 +211,11 @@ impl Drop for Server {
 
 /// A multipart/form-data body and its content type.
 pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "e2eBoundary7MA4YWxkTrZu0gW";
+    multipart_with("e2eBoundary7MA4YWxkTrZu0gW", parts)
+}
+
+/// [`multipart`] with the given boundary: `(name, file name if a file, bytes)` per part.
+pub fn multipart_with(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
     let mut body = Vec::new();
     for (name, filename, data) in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());

@@ -86,44 +86,33 @@ fn images(out: &mut Vec<Seed>) {
     }
 }
 
-fn part(body: &mut Vec<u8>, name: &str, file: Option<&str>, value: &[u8]) {
-    body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-    let disposition = match file {
-        Some(f) => format!(
-            "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        ),
-        None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
-    };
-    body.extend_from_slice(disposition.as_bytes());
-    body.extend_from_slice(value);
-    body.extend_from_slice(b"\r\n");
-}
-
 fn forms(out: &mut Vec<Seed>) {
     use base64::Engine;
     let png = encode(&pictures()[0].1, ImageFormat::Png);
-    let end = format!("--{BOUNDARY}--\r\n");
-
-    let mut body = vec![0u8];
-    part(&mut body, "image", Some("pet.png"), &png);
-    part(&mut body, "mask", Some("mask.png"), &png);
-    part(&mut body, "type", None, b"rgba");
-    part(&mut body, "title", None, "Rex \u{1F436}".as_bytes());
-    body.extend_from_slice(end.as_bytes());
-    out.push(("multipart", "product.form".into(), body));
-
-    let mut body = vec![1u8];
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
-    part(
-        &mut body,
-        "image_file_b64",
-        None,
-        format!("data:image/png;base64,{b64}").as_bytes(),
+    let form = |which: u8, parts: &[(&str, Option<&str>, &[u8])]| {
+        [vec![which], tests::multipart_with(BOUNDARY, parts).1].concat()
+    };
+    let product = form(
+        0,
+        &[
+            ("image", Some("pet.png"), &png),
+            ("mask", Some("mask.png"), &png),
+            ("type", None, b"rgba"),
+            ("title", None, "Rex \u{1F436}".as_bytes()),
+        ],
     );
-    part(&mut body, "size", None, b"preview");
-    part(&mut body, "bg_image_file", Some("bg.png"), &png);
-    body.extend_from_slice(end.as_bytes());
-    out.push(("multipart", "removebg.form".into(), body));
+    out.push(("multipart", "product.form".into(), product));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    let data_url = format!("data:image/png;base64,{b64}");
+    let removebg = form(
+        1,
+        &[
+            ("image_file_b64", None, data_url.as_bytes()),
+            ("size", None, b"preview"),
+            ("bg_image_file", Some("bg.png"), &png),
+        ],
+    );
+    out.push(("multipart", "removebg.form".into(), removebg));
 }
 
 fn texts(out: &mut Vec<Seed>) {
