@@ -124,8 +124,14 @@ pub fn run(cli: Cli) -> ExitCode {
             .map(|_| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
         Command::Serve(args) => serve(*args),
-        Command::Remove(args) => remove::run(*args),
-        Command::Bench(args) => bench::run(args),
+        Command::Remove(args) => {
+            keep_freed_memory();
+            remove::run(*args)
+        }
+        Command::Bench(args) => {
+            keep_freed_memory();
+            bench::run(args)
+        }
         Command::VerifyDeploy(args) => verify::run(args),
     };
     match result {
@@ -137,6 +143,24 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// mimalloc's `purge_delay` option (`mi_option_purge_delay` in the mimalloc 3 header that
+/// libmimalloc-sys 0.1.49 builds; its Rust bindings name no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// For the short-lived commands (`remove`, `bench`): freed memory stays with the process
+/// instead of going back to the kernel a second later, to be faulted in again for the next photo.
+/// Measured on 12 noisy 1024×683 photos (AMD EPYC, 2 cores, two runs each, against mimalloc's
+/// own 1 s delay): `--refine off` 2.44–2.50 → 2.11–2.12 s wall, 0.44–0.91 → 0.20–0.26 s
+/// system; matting 8.73–8.98 → 8.35–8.40 s wall, 0.59–0.68 → 0.25–0.31 s system. `serve`
+/// keeps purging: a long-lived server should give memory back after a burst.
+/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets an integer option of the linked mimalloc; any thread, any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 fn serve(args: crate::server::ServeArgs) -> anyhow::Result<ExitCode> {
     crate::server::telemetry::init(&args.log_level, args.log_format.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -144,4 +168,22 @@ fn serve(args: crate::server::ServeArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(crate::server::run(args))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_named() {
+        // Its value is the environment's, else its default of 1000 ms (options.c): the index
+        // names purge_delay, not a neighbour.
+        let expected = std::env::var("MIMALLOC_PURGE_DELAY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        // SAFETY: reads an integer option of the linked mimalloc.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(delay, expected);
+    }
 }
