@@ -52,10 +52,10 @@ fn seeds_pass() {
     }
 }
 
-#[test]
-fn the_committed_corpus_passes() {
+/// Every input under `folder/<target>/` through its target.
+fn replay(folder: &str) {
     for t in fuzz::TARGETS {
-        for (name, bytes) in inputs("corpus", t.name) {
+        for (name, bytes) in inputs(folder, t.name) {
             eprintln!("{name}");
             t.run(&bytes);
         }
@@ -63,11 +63,11 @@ fn the_committed_corpus_passes() {
 }
 
 #[test]
+fn the_committed_corpus_passes() {
+    replay("corpus");
+}
+
+#[test]
 fn every_crash_found_stays_fixed() {
-    for t in fuzz::TARGETS {
-        for (name, bytes) in inputs("regressions", t.name) {
-            eprintln!("{name}");
-            t.run(&bytes);
-        }
-    }
+    replay("regressions");
 }
