@@ -11,7 +11,7 @@ use shared::{
 };
 
 use super::ModelArgs;
-use crate::model::Segmenter;
+use crate::model::{Precision, Segmenter};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -41,6 +41,55 @@ pub struct BenchArgs {
     /// PNG, e.g. from `gpu-server remove`), as the pipeline runs them after the cut-out.
     #[arg(long, conflicts_with = "photo")]
     pub effects_of: Option<PathBuf>,
+    /// Check InSPyReNet Swin-B (1024²) stage by stage against the reference code's outputs in
+    /// this folder (`checkpoint.pth`, `outputs.pth`: `scripts/generate_inspyrenet_reference.py
+    /// --full DIR`) on --backend in --precision: prints each stage's relative error and bound,
+    /// the parity tests' own, and exits 1 past a bound.
+    #[arg(long, conflicts_with_all = ["photo", "effects_of"])]
+    pub stages_against: Option<PathBuf>,
+}
+
+/// `--stages-against`: the full-size parity check where only this binary travels.
+fn bench_stages(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use crate::model::inspyrenet::{InSPyReNetConfig, parity, weights};
+    let device = args.model.backend.device().map_err(anyhow::Error::msg)?;
+    let precision = args.model.precision.unwrap_or_default();
+    let t = Instant::now();
+    let model = weights::load_checkpoint(
+        &dir.join("checkpoint.pth"),
+        &InSPyReNetConfig::swin_b(1024),
+        &device,
+    )?
+    .with_precision(precision);
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let reference = parity::Reference::open(&dir.join("outputs.pth"))?;
+    let t = Instant::now();
+    let errors = parity::stage_errors(&model, &reference, &device, precision)?;
+    let run_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut within = true;
+    let stages: Vec<serde_json::Value> = errors
+        .into_iter()
+        .map(|e| {
+            let bound = match precision {
+                Precision::F32 => parity::FULL_TOLERANCE,
+                Precision::F16 => parity::full_half_tolerance(&e.stage),
+            };
+            let ok = e.relative_error <= bound;
+            within &= ok;
+            serde_json::json!({"stage": e.stage, "shape": e.shape,
+                "relative_error": e.relative_error, "bound": bound, "within": ok})
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"backend": args.model.backend, "precision": precision,
+            "load_ms": load_ms, "run_ms": run_ms, "within": within, "stages": stages})
+    );
+    Ok(if within {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The effects `--effects-of` times, as form fields.
@@ -161,6 +210,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     if let Some(path) = &args.effects_of {
         return bench_effects(&args, path);
+    }
+    if let Some(dir) = &args.stages_against {
+        return bench_stages(&args, dir);
     }
     if let Some(photo) = &args.photo {
         let supplied = args.mask.as_ref().map(std::fs::read).transpose()?;

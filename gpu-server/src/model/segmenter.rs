@@ -86,8 +86,12 @@ impl Backend {
             Backend::Cpu => Ok(Device::flex()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            // Pinned to Vulkan; the shader compiler is the build's (SPIR-V with `vulkan`).
             #[cfg(feature = "wgpu")]
-            Backend::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+            Backend::Vulkan => Ok(Device::new(
+                burn::backend::WgpuDevice::new(burn::backend::WgpuDeviceKind::DefaultDevice)
+                    .on(burn::backend::WgpuBackend::Vulkan),
+            )),
             #[cfg(feature = "cuda")]
             Backend::Cuda => Ok(Device::cuda(0)),
             #[allow(unreachable_patterns)]

@@ -13,25 +13,18 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::{
-    store::pytorch_reader::PytorchReader,
-    tensor::{DType, Device, Tensor, TensorData},
-};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use gpu_server::model::Precision;
 use gpu_server::model::inspyrenet::{
     InSPyReNet, InSPyReNetConfig, SwinConfig,
     net::normalise,
+    parity::{self, FULL_TOLERANCE, StageError, full_half_tolerance, relative_error, values},
     preprocess,
     transition::{Transition, ellipse},
     weights,
 };
 
 const TOLERANCE: f32 = 1e-4;
-/// The full-size check's bound. Measured (dev profile, Flex, against PyTorch 2.15 CPU): the
-/// backbone features ≤ 1.0e-6, d3 1.4e-5, d0 1.3e-5, p0 1.4e-5, the final map 3.4e-5, but d2
-/// 2.2e-4, d1 2.9e-4, p2 2.2e-4, p1 3.1e-4: at 1024² SICA pools 65,536 positions per context
-/// vector, and float32 sums in another order differ by that much there.
-const FULL_TOLERANCE: f32 = 5e-4;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -52,62 +45,23 @@ fn tiny_config() -> InSPyReNetConfig {
     tiny_config_with([2, 2, 2, 2], 12)
 }
 
-struct Reference {
-    reader: PytorchReader,
-}
+/// The reference's tensors; a missing or unreadable one fails the test.
+struct Reference(parity::Reference);
 
 impl Reference {
     fn open(path: &Path) -> Self {
-        Reference {
-            reader: PytorchReader::new(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-        }
+        Reference(parity::Reference::open(path).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn get(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let t = self
-            .reader
-            .get(name)
-            .unwrap_or_else(|| panic!("reference has no {name}"));
-        let data = t
-            .read()
-            .unwrap()
-            .chunks_exact(4)
-            .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
-            .collect();
-        (data, t.shape().to_vec())
+        self.0.get(name).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn tensor(&self, name: &str, device: &Device) -> Tensor<4> {
-        let (data, shape) = self.get(name);
-        Tensor::from_data(TensorData::new(data, shape), device)
+        self.0
+            .tensor(name, device)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
-}
-
-fn values(t: Tensor<4>) -> (Vec<f32>, Vec<usize>) {
-    let shape = t.dims().to_vec();
-    (
-        t.into_data().convert::<f32>().try_into_vec().unwrap(),
-        shape,
-    )
-}
-
-/// max |ours − reference| / max |reference|; infinite when ours has a NaN or an infinity
-/// (`f32::max` would skip a NaN).
-fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
-    assert_eq!(ours.len(), reference.len());
-    if ours.iter().any(|v| !v.is_finite()) {
-        return f32::INFINITY;
-    }
-    let scale = reference
-        .iter()
-        .fold(0.0f32, |m, v| m.max(v.abs()))
-        .max(1e-6);
-    let err = ours
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    err / scale
 }
 
 /// Run every stage and compare; returns the report lines (stage, shape, error).
@@ -128,43 +82,20 @@ fn compare_stages_in(
     precision: Precision,
     tol: &dyn Fn(&str) -> f32,
 ) -> Vec<String> {
-    let input = reference.tensor("input", device).cast(precision.dtype());
-    let stages = model.stages(input.clone());
-    assert_eq!(
-        stages.d0.dtype(),
-        DType::from(precision.dtype()),
-        "the network computes in {}",
-        precision.name()
-    );
-    let mut outputs: Vec<(String, Tensor<4>)> = stages
-        .features
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (format!("features.{i}"), f.clone()))
-        .collect();
-    for (name, t) in [
-        ("d3", &stages.d3),
-        ("d2", &stages.d2),
-        ("d1", &stages.d1),
-        ("d0", &stages.d0),
-        ("p2", &stages.p2),
-        ("p1", &stages.p1),
-        ("p0", &stages.p0),
-    ] {
-        outputs.push((name.to_string(), t.clone()));
-    }
-    outputs.push(("pred".into(), model.forward(input)));
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for (name, t) in outputs {
-        let (ours, shape) = values(t);
-        let (want, want_shape) = reference.get(&name);
-        assert_eq!(shape, want_shape, "{name}: shape");
-        let err = relative_error(&ours, &want);
-        report.push(format!("{name:<11} {shape:?} relative error {err:.2e}"));
-        let tol = tol(&name);
+    let errors = parity::stage_errors(model, &reference.0, device, precision)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for StageError {
+        stage,
+        shape,
+        relative_error: err,
+    } in errors
+    {
+        report.push(format!("{stage:<11} {shape:?} relative error {err:.2e}"));
+        let tol = tol(&stage);
         if err.is_nan() || err > tol {
-            failures.push(format!("{name}: {err:.3e}"));
+            failures.push(format!("{stage}: {err:.3e}"));
         }
     }
     eprintln!("{}", report.join("\n"));
@@ -374,26 +305,33 @@ fn a_checkpoint_that_does_not_fit_is_refused_naming_the_problem() {
     assert!(e.contains("cannot read the checkpoint"), "{e}");
 }
 
-/// The wgpu path, on whatever Vulkan device there is. Not in CI: on Mesa's lavapipe the process
-/// dies with SIGSEGV before any comparison. Diagnosed with gdb and `CUBECL_DEBUG_LOG`: a NULL
-/// dereference inside `libvulkan_lvp.so` while wgpu creates the compute pipeline of Burn's
-/// matmul kernel (cubek's `MatmulEntry`); a plain 2×64×32 · 2×32×48 `matmul` alone crashes the
-/// same way, on Mesa 22.3.6 (Debian 12) and 25.0.7 (bookworm-backports). U²-Netp's wgpu test
-/// never builds that kernel and passes on lavapipe.
+/// The wgpu path on Vulkan; in CI on Mesa's lavapipe, through WGSL (the `wgpu` feature). With
+/// the `vulkan` feature (cubecl's own SPIR-V compiler, the GPU image's build) lavapipe dies with
+/// SIGSEGV before any comparison: diagnosed with gdb and `CUBECL_DEBUG_LOG`, a NULL dereference
+/// inside `libvulkan_lvp.so` while wgpu creates the compute pipeline of cubek's matmul kernel
+/// (`MatmulEntry`) from that SPIR-V; a plain 2×64×32 · 2×32×48 `matmul` crashes the same way, on
+/// Mesa 22.3.6 (Debian 12) and 25.0.7 (bookworm-backports). The same kernels as WGSL, translated
+/// by wgpu's naga, run there and match.
 #[cfg(feature = "wgpu")]
 #[test]
-#[ignore = "lavapipe crashes compiling Burn's matmul pipeline (SIGSEGV); run with --ignored on a real GPU"]
+#[cfg_attr(
+    feature = "vulkan",
+    ignore = "lavapipe crashes compiling cubecl's SPIR-V matmul pipeline (SIGSEGV); run with --ignored on a real GPU"
+)]
 fn every_stage_matches_the_reference_on_wgpu() {
-    every_stage_matches_the_fixture_on(&Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
+    every_stage_matches_the_fixture_on(
+        &gpu_server::model::Backend::Vulkan
+            .device()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
 }
 
-/// The `--full` fixture's directory, and its checkpoint loaded on the CPU.
-fn full_fixture() -> (PathBuf, Device, InSPyReNet) {
+/// The `--full` fixture's directory, and its checkpoint loaded on `device`.
+fn full_fixture(device: Device) -> (PathBuf, Device, InSPyReNet) {
     let dir = PathBuf::from(
         std::env::var_os("INSPYRENET_FULL_FIXTURE")
             .expect("set INSPYRENET_FULL_FIXTURE to the generated directory"),
     );
-    let device = Device::flex();
     let started = std::time::Instant::now();
     let model = weights::load_checkpoint(
         &dir.join("checkpoint.pth"),
@@ -411,7 +349,11 @@ fn full_fixture() -> (PathBuf, Device, InSPyReNet) {
 #[test]
 #[ignore = "needs the generated full-size fixture: INSPYRENET_FULL_FIXTURE"]
 fn full_swin_b_matches_reference() {
-    let (dir, device, model) = full_fixture();
+    full_swin_b_matches_reference_on(Device::flex());
+}
+
+fn full_swin_b_matches_reference_on(device: Device) {
+    let (dir, device, model) = full_fixture(device);
     compare_stages(
         &model,
         &Reference::open(&dir.join("outputs.pth")),
@@ -421,26 +363,41 @@ fn full_swin_b_matches_reference() {
 }
 
 /// [`half_precision_stays_close_to_the_reference`] on the real Swin-B configuration (the same
-/// fixture as `full_swin_b_matches_reference`): at 1024² SICA pools over 1024² positions, the
-/// range f16 cannot hold. Measured (release, Flex, 120 s): the backbone 1.0e-3..2.6e-3, d3..p1
-/// 1.9e-2..2.3e-2, d0 3.3e-3, p0 3.3e-3, the final map 7.6e-3. With every layer cast, d2 and
-/// p2 are 0.76 off and d1, d0 and the final map are NaN.
+/// fixture as `full_swin_b_matches_reference`; bounds and measurements at
+/// [`full_half_tolerance`]). With every layer cast, d2 and p2 are 0.76 off and d1, d0 and the
+/// final map are NaN.
 #[test]
 #[ignore = "needs the generated full-size fixture: INSPYRENET_FULL_FIXTURE"]
 fn full_swin_b_half_precision_stays_close() {
-    let (dir, device, model) = full_fixture();
+    full_swin_b_half_precision_stays_close_on(Device::flex());
+}
+
+fn full_swin_b_half_precision_stays_close_on(device: Device) {
+    let (dir, device, model) = full_fixture(device);
     let model = model.with_precision(Precision::F16);
     compare_stages_in(
         &model,
         &Reference::open(&dir.join("outputs.pth")),
         &device,
         Precision::F16,
-        &|stage| {
-            if stage.starts_with("features") {
-                5e-3
-            } else {
-                5e-2
-            }
-        },
+        &full_half_tolerance,
     );
+}
+
+/// The full-size checks on the GPU (wgpu's best adapter), as `scripts/gpu-kit run` runs them on
+/// a lent GPU machine against a fixture the reference made there on PyTorch CUDA (TF32 off).
+#[cfg(feature = "wgpu")]
+#[test]
+#[ignore = "needs a GPU and the generated full-size fixture: INSPYRENET_FULL_FIXTURE"]
+fn full_swin_b_matches_reference_on_wgpu() {
+    full_swin_b_matches_reference_on(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+#[ignore = "needs a GPU and the generated full-size fixture: INSPYRENET_FULL_FIXTURE"]
+fn full_swin_b_half_precision_stays_close_on_wgpu() {
+    full_swin_b_half_precision_stays_close_on(Device::wgpu(
+        burn::tensor::DeviceKind::DefaultDevice,
+    ));
 }

@@ -27,6 +27,7 @@ pub mod context;
 pub mod conv;
 pub mod decoder;
 pub mod net;
+pub mod parity;
 pub mod patch;
 pub mod preprocess;
 pub mod pyramid;
