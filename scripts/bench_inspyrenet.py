@@ -17,13 +17,10 @@ random initialisation under a fixed seed (timing does not depend on the values),
 import argparse
 import json
 import pathlib
-import shutil
-import statistics
 import subprocess
-import threading
-import time
 
 import torch
+from benchlib import GpuMemory, torch_time
 from transparent_background.InSPyReNet import InSPyReNet_SwinB
 
 SEED = 20261123
@@ -43,67 +40,11 @@ def torch_bench(ckpt, side, device, precision, batch, warmup, iters):
     model.load_state_dict(torch.load(ckpt, map_location="cpu"))
     model = model.eval().to(device)
     x = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(SEED)).to(device)
-    cuda = device.startswith("cuda")
-    # f16 as PyTorch runs this network in half precision: autocast. `model.half()` does not
-    # run: upstream's shifted-window mask is float32, so the attention turns float32 and
-    # `attn @ v` meets a half `v`.
-    autocast = torch.autocast(device.split(":")[0], dtype=torch.float16, enabled=precision == "f16")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-    def run():
-        with torch.inference_mode(), autocast:
-            model.forward_inference(x)
-        if cuda:
-            torch.cuda.synchronize()
-
-    times = []
-    for i in range(warmup + iters):
-        t = time.perf_counter()
-        run()
-        if i >= warmup:
-            times.append((time.perf_counter() - t) * 1e3)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    result = torch_time(model.forward_inference, x, device, precision, warmup, iters)
     del model, x
-    if cuda:
+    if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return statistics.median(times) / batch, peak
-
-
-class GpuMemory:
-    """Peak of the GPU's used memory while a command runs, above what was used before
-    (`nvidia-smi`; None where there is none)."""
-
-    def __init__(self):
-        self.smi = shutil.which("nvidia-smi")
-        self.base = self.read()
-        self.peak = self.base
-        self.stop = threading.Event()
-
-    def read(self):
-        if not self.smi:
-            return None
-        out = subprocess.run([self.smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, check=True).stdout
-        return float(out.split()[0])
-
-    def __enter__(self):
-        def poll():
-            while not self.stop.wait(0.05):
-                self.peak = max(self.peak, self.read())
-        if self.smi:
-            self.thread = threading.Thread(target=poll, daemon=True)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        if self.smi:
-            self.thread.join()
-
-    def used_mib(self):
-        return None if self.base is None else self.peak - self.base
+    return result
 
 
 def burn_bench(bin, ckpt, model_dir, backend, precision, batch, warmup, iters):

@@ -119,8 +119,9 @@ def preprocess_fixture(out):
     return sizes
 
 
-def run(model, x, out):
-    model.eval()
+def run(model, x, out, device="cpu"):
+    model.eval().to(device)
+    x = x.to(device)
     with torch.no_grad():
         feats = model.backbone(x)
         res = model.forward_inspyre(x)
@@ -134,7 +135,7 @@ def run(model, x, out):
     for i, f in enumerate(feats):
         tensors[f"features.{i}"] = f
     tensors.update(d3=d3, d2=d2, d1=d1, d0=d0, p2=p2, p1=p1, p0=p0, pred=pred, back=back)
-    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
     torch.save(tensors, out / "outputs.pth")
     return {k: {"shape": list(v.shape), "min": v.min().item(), "max": v.max().item()} for k, v in tensors.items()}
 
@@ -155,6 +156,23 @@ def transition_fixture(out):
     return {k: {"shape": list(v.shape), "ones": int(v.sum().item())} for k, v in tensors.items()}
 
 
+def seeded(full):
+    """The randomised model, its input and a description, drawn from SEED in a fixed order: the
+    same weights on any machine (also what `scripts/gpu-kit run` builds on the GPU machine)."""
+    torch.manual_seed(SEED)
+    gen = torch.Generator().manual_seed(SEED)
+    if full:
+        model = full_model()
+        x = torch.randn(1, 3, 1024, 1024, generator=gen)
+        config = "full: InSPyReNet_SwinB(depth=64, base_size=[1024, 1024]), input 1x3x1024x1024"
+    else:
+        model = tiny_model()
+        x = torch.randn(2, 3, 64, 96, generator=gen)
+        config = "tiny: Swin embed 16, depths 2-2-2-2, heads 1-2-4-8, window 12; depth 16; base 64x64; input 2x3x64x96"
+    randomise(model, gen, x.shape)
+    return model, x, config
+
+
 def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -163,31 +181,28 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", metavar="DIR", help="write the full Swin-B check into DIR instead")
     ap.add_argument(
+        "--device",
+        default="cpu",
+        help="run the reference there (e.g. cuda; TF32 off, so float32 is float32); weights are drawn on the CPU",
+    )
+    ap.add_argument(
         "--transition-only", action="store_true", help="only (re)write transition.pth from outputs.pth"
     )
     args = ap.parse_args()
     if args.transition_only:
         print(json.dumps(transition_fixture(pathlib.Path("tests/fixtures/inspyrenet"))))
         return
-    torch.manual_seed(SEED)
-    gen = torch.Generator().manual_seed(SEED)
-    if args.full:
-        out = pathlib.Path(args.full)
-        model = full_model()
-        x = torch.randn(1, 3, 1024, 1024, generator=gen)
-        config = "full: InSPyReNet_SwinB(depth=64, base_size=[1024, 1024]), input 1x3x1024x1024"
-    else:
-        out = pathlib.Path("tests/fixtures/inspyrenet")
-        model = tiny_model()
-        x = torch.randn(2, 3, 64, 96, generator=gen)
-        config = "tiny: Swin embed 16, depths 2-2-2-2, heads 1-2-4-8, window 12; depth 16; base 64x64; input 2x3x64x96"
+    out = pathlib.Path(args.full or "tests/fixtures/inspyrenet")
     out.mkdir(parents=True, exist_ok=True)
-    randomise(model, gen, x.shape)
+    model, x, config = seeded(full=bool(args.full))
     torch.save(model.state_dict(), out / "checkpoint.pth")
-    summary = run(model, x, out)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    summary = run(model, x, out, args.device)
     meta = {
         "generator": "scripts/generate_inspyrenet_reference.py",
         "config": config,
+        "device": args.device,
         "seed": SEED,
         "versions": {
             "transparent-background": "1.3.4",
