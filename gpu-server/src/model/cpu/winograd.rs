@@ -14,6 +14,8 @@
 // The transforms are small matrix formulas; indices read closer to the maths than iterators.
 #![allow(clippy::needless_range_loop)]
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::{
@@ -73,6 +75,67 @@ fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     u
 }
 
+/// Transformed weights are per model, not per call: [`transform_weights`] is ~4 flops and one
+/// scattered store per output value over every 3×3 kernel of the network, redone every forward
+/// pass before this cache. Entries are addressed by the weights' values (two independent 64-bit
+/// hashes, the channel counts and the length), so identical weights share an entry, and weights
+/// that change or a freed buffer reused for others can never be mistaken for cached ones. The
+/// cache is emptied when it holds more than [`CACHE_ENTRIES`] (a process that loads many
+/// different models), bounding it at that many convolutions' weights × 4.
+type WeightKey = (u64, u64, usize, usize, usize);
+const CACHE_ENTRIES: usize = 256;
+static WEIGHTS: std::sync::Mutex<Option<std::collections::HashMap<WeightKey, Arc<Vec<f32>>>>> =
+    std::sync::Mutex::new(None);
+
+/// Two independent 64-bit hashes of the values' bits, four lanes each so the multiplies
+/// pipeline (~1 ms for U²-Netp's 1.1M weights, against the transform's ~10×).
+fn fingerprint(w: &[f32]) -> (u64, u64) {
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    let (mut a, mut b) = ([1u64, 2, 3, 4], [5u64, 6, 7, 8]);
+    let chunks = w.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..4 {
+            let v = u64::from(c[l].to_bits());
+            a[l] = (a[l] ^ v).wrapping_mul(K1).rotate_left(29);
+            b[l] = (b[l].rotate_left(17) ^ v).wrapping_mul(K2);
+        }
+    }
+    for (l, v) in tail.iter().enumerate() {
+        let v = u64::from(v.to_bits());
+        a[l] = (a[l] ^ v).wrapping_mul(K1).rotate_left(29);
+        b[l] = (b[l].rotate_left(17) ^ v).wrapping_mul(K2);
+    }
+    let fold = |x: [u64; 4], k: u64| {
+        x.iter()
+            .fold(0u64, |h, v| (h ^ v).wrapping_mul(k).rotate_left(31))
+    };
+    (fold(a, K1), fold(b, K2))
+}
+
+/// [`transform_weights`], cached (see [`WEIGHTS`]).
+fn cached_weights(w: &[f32], cin: usize, cout: usize) -> Arc<Vec<f32>> {
+    let (h1, h2) = fingerprint(w);
+    let key = (h1, h2, w.len(), cin, cout);
+    let lock = || {
+        WEIGHTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(hit) = lock().as_ref().and_then(|m| m.get(&key)) {
+        return Arc::clone(hit);
+    }
+    let u = Arc::new(transform_weights(w, cin, cout));
+    let mut cache = lock();
+    let map = cache.get_or_insert_with(Default::default);
+    if map.len() >= CACHE_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, Arc::clone(&u));
+    u
+}
+
 thread_local! {
     /// Per-thread transformed inputs `V` and products `M`, reused across blocks and calls.
     static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -93,7 +156,7 @@ pub fn conv3x3(
     // The input padded by 1 (the conv's own padding) and out to whole segments, plus the 4
     // columns the last tile's window reaches past its segment.
     let (rows, stride) = (4 * th + 2, 4 * LANES * segments + 4);
-    let u = transform_weights(weight, p.cin, p.cout);
+    let u = cached_weights(weight, p.cin, p.cout);
     let plane = p.height * p.width;
     let mut out = vec![0.0f32; p.batch * p.cout * plane];
     let out_ptr = OutPtr(out.as_mut_ptr());
@@ -361,6 +424,25 @@ mod tests {
         test_data,
     };
     use super::*;
+
+    /// The cache answers by value: the same weights anywhere share one entry; weights changed in
+    /// place (the same address) are transformed again.
+    #[test]
+    fn cached_weights_follow_the_values() {
+        let (cin, cout) = (16, 8);
+        let mut w = test_data(cout * cin * 9, 7);
+        let first = cached_weights(&w, cin, cout);
+        assert_eq!(*first, transform_weights(&w, cin, cout));
+        let copy = w.clone();
+        assert!(Arc::ptr_eq(&first, &cached_weights(&copy, cin, cout)));
+        w[5] += 1.0;
+        let changed = cached_weights(&w, cin, cout);
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert_eq!(*changed, transform_weights(&w, cin, cout));
+        // The same values read as other channel counts are other weights.
+        let other = cached_weights(&w, cin * 2, cout / 2);
+        assert_eq!(*other, transform_weights(&w, cin * 2, cout / 2));
+    }
 
     #[test]
     fn matches_the_definition() {
