@@ -108,7 +108,14 @@ pub fn matte(rgb: &RgbImage, mask: &GrayImage, trimap: &GrayImage) -> (GrayImage
     }
     let small = guided::Shrunk::new(rgb, mask, trimap, factor);
     let mut alpha = small.mask.clone();
-    stats.solve = solve_cascade(rgb, mask, trimap, &small, &mut alpha);
+    stats.solve = solve_cascade(
+        rgb,
+        mask,
+        trimap,
+        &small,
+        &mut alpha,
+        closed_form::MAX_ITERATIONS,
+    );
     let out = if factor == 1 {
         let pixels = alpha.iter().map(|&a| (a * 255.0 + 0.5) as u8).collect();
         GrayImage::from_raw(rgb.width(), rgb.height(), pixels).expect("same size")
@@ -124,22 +131,27 @@ pub const DIRECT_UNKNOWNS: usize = 16_000;
 
 /// Work (unknowns × iterations) a level started from the coarser level's solution may take:
 /// the coarse solution already carries much of the slow, far-reaching part of α, and this
-/// bounds the time whatever the band's size. Measured on a 12 MP photo whose band is a
-/// quarter of it (197,000 unknowns at the working scale): α within 6 levels on average of the
-/// fully converged solution (relative residual 1e-6) with 76 iterations at the finest level.
-pub const CASCADE_WORK: usize = 8_000_000;
+/// bounds the time whatever the band's size. Chosen with `scripts/bench-matting --size
+/// 1000x750` (alpha SAD and colour error against the known answers, AMD EPYC): from 8M to 4M
+/// work, 40 to 20 least iterations and 400 to 150 at the coarsest level, SAD moved from 4.27
+/// to 4.29 (320² masks) and stayed 2.14 (1024² masks), colour error within 0.01 level, for
+/// half the time; at 2M and 10 SAD rose to 4.42 (pymatting's closed form: 4.33).
+pub const CASCADE_WORK: usize = 4_000_000;
 /// Iterations a level started from the coarser one takes at least and at most.
-pub const CASCADE_ITERATIONS: (usize, usize) = (40, 300);
+pub const CASCADE_ITERATIONS: (usize, usize) = (20, 300);
+/// Iterations of a cascade's coarsest level, whose answer is only the next level's start.
+pub const CASCADE_COARSEST_ITERATIONS: usize = 150;
 
 /// Solve `small` (the photo shrunk by its factor), starting from the solution of the photo
 /// shrunk twice as much where the band is large (a cascade: each level's start is the coarser
-/// one's α brought up edge-aware).
+/// one's α brought up edge-aware). `direct_iterations` bounds a level solved directly.
 fn solve_cascade(
     rgb: &RgbImage,
     mask: &GrayImage,
     trimap: &GrayImage,
     small: &guided::Shrunk,
     alpha: &mut [f32],
+    direct_iterations: usize,
 ) -> closed_form::SolveStats {
     let unknowns = small
         .trimap
@@ -148,11 +160,25 @@ fn solve_cascade(
         .count();
     let coarse_factor = small.factor * 2;
     if unknowns <= DIRECT_UNKNOWNS || small.w.min(small.h) < 64 {
-        return closed_form::solve(&small.rgb, small.w, small.h, &small.trimap, alpha);
+        return closed_form::solve_with(
+            &small.rgb,
+            small.w,
+            small.h,
+            &small.trimap,
+            alpha,
+            direct_iterations,
+        );
     }
     let coarse = guided::Shrunk::new(rgb, mask, trimap, coarse_factor);
     let mut coarse_alpha = coarse.mask.clone();
-    solve_cascade(rgb, mask, trimap, &coarse, &mut coarse_alpha);
+    solve_cascade(
+        rgb,
+        mask,
+        trimap,
+        &coarse,
+        &mut coarse_alpha,
+        CASCADE_COARSEST_ITERATIONS,
+    );
     let coef = guided::Coefficients::new(&coarse, &coarse_alpha);
     guided::upsample_shrunk(&coef, small, 2.0, alpha);
     closed_form::solve_with(
