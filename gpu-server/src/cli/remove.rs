@@ -217,28 +217,36 @@ enum Masks {
     Supplied(Vec<u8>),
 }
 
-/// One photo cut out and written; the path it was written to.
-fn process(
-    masks: &Masks,
-    args: &RemoveArgs,
-    opts: &CutoutOptions,
-    background: Option<&image::RgbImage>,
-    single: bool,
-    input: &Path,
-) -> anyhow::Result<PathBuf> {
+/// A photo read and decoded: the pipeline's first stage.
+fn read(input: &Path) -> anyhow::Result<intake::Decoded> {
     let bytes = fs::read(input).context("cannot read the file")?;
-    let limits = Limits::default();
-    let decoded = intake::decode(&bytes, &limits)?;
-    let mask = match masks {
+    Ok(intake::decode(&bytes, &Limits::default())?)
+}
+
+/// The photo's mask, from the model or the supplied file: the second stage.
+fn mask_of(masks: &Masks, decoded: &intake::Decoded) -> anyhow::Result<Mask> {
+    Ok(match masks {
         Masks::Model(seg) => seg
             .masks(&[&decoded.rgb8()])
             .pop()
             .expect("one mask per photo"),
         Masks::Supplied(png) => {
             let (w, h) = (decoded.image.width(), decoded.image.height());
-            Mask::decode(png, &limits, w, h)?
+            Mask::decode(png, &Limits::default(), w, h)?
         }
-    };
+    })
+}
+
+/// The cut-out made and written; the path it was written to: the third stage.
+fn finish(
+    args: &RemoveArgs,
+    opts: &CutoutOptions,
+    background: Option<&image::RgbImage>,
+    single: bool,
+    input: &Path,
+    decoded: &intake::Decoded,
+    mask: Mask,
+) -> anyhow::Result<PathBuf> {
     let done = cutout::finish(&decoded.image, mask, opts, background)?;
     let format = if done.content_type == OutputFormat::Jpeg.mime() {
         OutputFormat::Jpeg
@@ -255,6 +263,54 @@ fn process(
     fs::write(&tmp, encoded).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
     Ok(output.clone())
+}
+
+/// Photos go through three stages at once, each on its own thread: reading and decoding the
+/// next photo, the model's mask of this one, and refining, encoding and writing the one
+/// before, so decoding and writing are not what the user waits for. Channels of one photo
+/// keep memory bounded (at most about five photos in flight) and the order is the inputs'.
+/// `report` gets each photo's outcome, in order, on the writing thread.
+fn pipeline(
+    jobs: &[&Path],
+    masks: &Masks,
+    args: &RemoveArgs,
+    opts: &CutoutOptions,
+    background: Option<&image::RgbImage>,
+    single: bool,
+    report: impl FnMut(&Path, anyhow::Result<PathBuf>) + Send,
+) {
+    use std::sync::mpsc::sync_channel;
+    type Read = anyhow::Result<intake::Decoded>;
+    type Masked = anyhow::Result<(intake::Decoded, Mask)>;
+    let (to_model, decoded) = sync_channel::<(usize, Read)>(1);
+    let (to_writer, masked) = sync_channel::<(usize, Masked)>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (i, input) in jobs.iter().enumerate() {
+                if to_model.send((i, read(input))).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut report = report;
+        scope.spawn(move || {
+            for (i, result) in masked {
+                let input = jobs[i];
+                let written = result.and_then(|(decoded, mask)| {
+                    finish(args, opts, background, single, input, &decoded, mask)
+                });
+                report(input, written);
+            }
+        });
+        // The model stays on this thread: it was loaded here.
+        for (i, result) in decoded {
+            let masked = result.and_then(|d| mask_of(masks, &d).map(|m| (d, m)));
+            if to_writer.send((i, masked)).is_err() {
+                break;
+            }
+        }
+        drop(to_writer);
+    });
 }
 
 pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
@@ -296,16 +352,12 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     }
     let mut failed = 0usize;
     let mut written = std::collections::HashSet::new();
+    let mut jobs = Vec::with_capacity(files.len());
     for input in &files {
-        bar.set_message(
-            input
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
         let planned = output_path(&args, single, input, opts.format);
-        if !written.insert(planned.clone()) {
+        if written.insert(planned.clone()) {
+            jobs.push(input.as_path());
+        } else {
             failed += 1;
             bar.suspend(|| {
                 eprintln!(
@@ -315,21 +367,38 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
                 )
             });
             bar.inc(1);
-            continue;
         }
-        match process(&masks, &args, &opts, background.as_ref(), single, input) {
-            Ok(output) => {
-                if files.len() == 1 {
-                    eprintln!("{} -> {}", input.display(), output.display());
+    }
+    let many = files.len() > 1;
+    pipeline(
+        &jobs,
+        &masks,
+        &args,
+        &opts,
+        background.as_ref(),
+        single,
+        |input, result| {
+            match result {
+                Ok(output) => {
+                    if !many {
+                        eprintln!("{} -> {}", input.display(), output.display());
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    bar.suspend(|| eprintln!("skipped {}: {e:#}", input.display()));
                 }
             }
-            Err(e) => {
-                failed += 1;
-                bar.suspend(|| eprintln!("skipped {}: {e:#}", input.display()));
-            }
-        }
-        bar.inc(1);
-    }
+            bar.set_message(
+                input
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            bar.inc(1);
+        },
+    );
     bar.finish_and_clear();
     let done = files.len() - failed;
     eprintln!("{done} of {} done, {failed} skipped", files.len());
