@@ -244,6 +244,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             serde_json::json!({
                 "model": seg.as_ref().map_or("mask".to_owned(), |s| s.kind().to_string()),
                 "backend": seg.as_ref().map(|s| s.backend()),
+                "cpu_kernels": crate::model::cpu::Kernels::current().name(),
                 "precision": seg.as_ref().map(|s| s.precision()),
                 "refine": args.refine,
                 "photo": photo,
@@ -274,6 +275,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         serde_json::json!({
             "model": seg.kind(),
             "backend": seg.backend(),
+            "cpu_kernels": crate::model::cpu::Kernels::current().name(),
             "precision": seg.precision(),
             "batch": batch.len(),
             "load_ms": load_ms,

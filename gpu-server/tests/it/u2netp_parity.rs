@@ -80,8 +80,9 @@ fn check_map_parity_in(backend: Backend, precision: Precision, names: &[&str], b
             .sum::<f64>()
             / map.len() as f64;
         eprintln!(
-            "{name}: {backend:?} {} max abs vs onnxruntime = {err:.2e}, mean {mean:.2e}",
-            precision.name()
+            "{name}: {backend:?} {} (CPU kernels {}) max abs vs onnxruntime = {err:.2e}, mean {mean:.2e}",
+            precision.name(),
+            gpu_server::model::cpu::Kernels::current().name()
         );
         assert!(err <= bound, "{name}: max abs {err} > {bound:e}");
     }

@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::{OutPtr, avx512};
+use super::{Kernels, OutPtr};
 
 /// Shape and options of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +100,7 @@ pub fn conv3x3(
     residual: Option<&[f32]>,
     p: &Conv3x3,
 ) -> Vec<f32> {
-    conv3x3_on(inputs, weight, bias, residual, p, avx512())
+    conv3x3_on(inputs, weight, bias, residual, p, Kernels::current())
 }
 
 fn conv3x3_on(
@@ -109,7 +109,7 @@ fn conv3x3_on(
     bias: &[f32],
     residual: Option<&[f32]>,
     p: &Conv3x3,
-    avx512: bool,
+    kernels: Kernels,
 ) -> Vec<f32> {
     let plane = p.height * p.width;
     for input in inputs {
@@ -156,7 +156,7 @@ fn conv3x3_on(
                     out_offset: ((b * p.cout + co0) * p.height + y) * p.width,
                     out_plane: p.height * p.width,
                 };
-                row.run(p, *cb, nv, avx512);
+                row.run(p, *cb, nv, kernels);
             }
         });
     }
@@ -176,9 +176,9 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn run(&self, p: &Conv3x3, cb: usize, nv: usize, avx512: bool) {
+    fn run(&self, p: &Conv3x3, cb: usize, nv: usize, kernels: Kernels) {
         #[cfg(target_arch = "x86_64")]
-        if avx512 {
+        if kernels == Kernels::Avx512 {
             // SAFETY: AVX-512F is present (checked at run time); `Row` indices stay inside the
             // padded input (slack on the right covers full tiles) and inside this row's output.
             unsafe {
@@ -192,7 +192,19 @@ impl Row<'_> {
                 }
             }
         }
-        let _ = (nv, avx512);
+        #[cfg(target_arch = "x86_64")]
+        if kernels == Kernels::Avx2 {
+            // SAFETY: AVX2 and FMA are present (checked at run time); indices as above, in
+            // steps of 8 columns that never pass the tile the padding covers.
+            unsafe {
+                match cb {
+                    8 => return self.avx2::<8, 1>(p),
+                    4 => return self.avx2::<4, 2>(p),
+                    _ => return self.avx2::<1, 2>(p),
+                }
+            }
+        }
+        let _ = (nv, kernels);
         self.portable(p, cb);
     }
 
@@ -291,6 +303,68 @@ impl Row<'_> {
             x0 += NV * LANES;
         }
     }
+
+    /// [`Row::avx512`] in 8-lane vectors: `CB` output channels × `NV` vectors of 8 pixels
+    /// (8 × 1 or 4 × 2 accumulators, so inputs, weights and sums fit AVX2's 16 registers).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const CB: usize, const NV: usize>(&self, p: &Conv3x3) {
+        use std::arch::x86_64::*;
+        const L: usize = 8;
+        let d = p.dilation;
+        let stride = self.padded.stride;
+        let rows = self.padded.rows;
+        let input = self.padded.data.as_ptr();
+        let w = self.weights.as_ptr();
+        let zero = _mm256_setzero_ps();
+        let mut x0 = 0;
+        while x0 < p.width {
+            let mut acc = [[zero; NV]; CB];
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = [_mm256_set1_ps(self.bias[c]); NV];
+            }
+            for ci in 0..p.cin {
+                for ky in 0..3 {
+                    // SAFETY (all pointer arithmetic below): row index < rows; columns up to
+                    // x0 + NV·8 + 2·dilation, inside the whole 16-wide tiles the stride covers.
+                    let row = unsafe { input.add((ci * rows + self.y + ky * d) * stride + x0) };
+                    for kx in 0..3 {
+                        let mut v = [zero; NV];
+                        for (j, vj) in v.iter_mut().enumerate() {
+                            *vj = unsafe { _mm256_loadu_ps(row.add(kx * d + j * L)) };
+                        }
+                        let wk = unsafe { w.add((ci * 9 + ky * 3 + kx) * CB) };
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            let wc = _mm256_set1_ps(unsafe { *wk.add(c) });
+                            for j in 0..NV {
+                                a[j] = _mm256_fmadd_ps(wc, v[j], a[j]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (c, a) in acc.iter().enumerate() {
+                let at = self.out_offset + c * self.out_plane + x0;
+                for (j, &aj) in a.iter().enumerate() {
+                    let start = x0 + j * L;
+                    if start >= p.width {
+                        break;
+                    }
+                    let r = if p.relu { _mm256_max_ps(aj, zero) } else { aj };
+                    let mut lanes = [0f32; L];
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), r) };
+                    let n = (p.width - start).min(L);
+                    for (k, &v) in lanes[..n].iter().enumerate() {
+                        let o = at + j * L + k;
+                        let v = v + self.residual.map_or(0.0, |res| res[o]);
+                        // SAFETY: (c, y, start + k) lies inside this block's output row.
+                        unsafe { *self.out.add(o) = v };
+                    }
+                }
+            }
+            x0 += NV * L;
+        }
+    }
 }
 
 /// The textbook definition, for tests.
@@ -369,14 +443,20 @@ mod tests {
             data: &bb,
             channels: p.cin - c1,
         });
-        let got = conv3x3(&inputs, &w, &b, residual, &p);
         let want = naive(&x, &w, &b, residual, &p);
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(err < 1e-4, "{p:?}: max abs {err}");
+        // Every path this CPU can run, whatever the machine would pick.
+        for kernels in [Kernels::Portable, Kernels::Avx2, Kernels::Avx512] {
+            if kernels > Kernels::detected() {
+                continue;
+            }
+            let got = conv3x3_on(&inputs, &w, &b, residual, &p, kernels);
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err < 1e-4, "{kernels:?} {p:?}: max abs {err}");
+        }
     }
 
     #[test]

@@ -184,16 +184,62 @@ fn f32_slice(t: &FlexTensor) -> Option<Cow<'_, [f32]>> {
     }
 }
 
-/// Whether this CPU has AVX-512F, which the fast kernels need (std caches the detection).
+/// The CPU kernels a machine runs: the widest its CPU has, unless `GPU_SERVER_CPU_KERNELS`
+/// (`avx512`, `avx2` or `portable`) asks for narrower ones, which is how CI tests the paths of
+/// machines it is not (a request wider than the CPU has is ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kernels {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// AVX2 and FMA: the direct convolution in 8-lane vectors (most laptops and desktops).
+    Avx2,
+    /// AVX-512F: the direct convolution in 16 lanes, and Winograd for the large layers.
+    Avx512,
+}
+
+impl Kernels {
+    /// The widest kernels this CPU has (std caches the detection).
+    pub fn detected() -> Kernels {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Kernels::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Kernels::Avx2;
+            }
+        }
+        Kernels::Portable
+    }
+
+    /// The kernels in use: [`Kernels::detected`], narrowed by `GPU_SERVER_CPU_KERNELS`.
+    pub fn current() -> Kernels {
+        static CURRENT: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+        *CURRENT.get_or_init(|| {
+            let asked = std::env::var("GPU_SERVER_CPU_KERNELS").ok();
+            let asked = match asked.as_deref().map(str::trim) {
+                Some("portable") => Kernels::Portable,
+                Some("avx2") => Kernels::Avx2,
+                _ => Kernels::Avx512,
+            };
+            asked.min(Kernels::detected())
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Portable => "portable",
+            Kernels::Avx2 => "avx2",
+            Kernels::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Whether the AVX-512 kernels run.
 fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Kernels::current() == Kernels::Avx512
 }
 
 /// An output buffer's base pointer, shared by parallel tasks that each write a disjoint part.
