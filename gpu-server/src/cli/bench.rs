@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// After the timed runs, as many runs again with every CPU kernel call timed: prints where a
+    /// forward pass spends its time, layer by layer (layers of one shape share a line), and what
+    /// is left outside the kernels.
+    #[arg(long, conflicts_with_all = ["photo", "effects_of", "stages_against"])]
+    pub profile: bool,
     /// Time the whole cut-out of this photo instead (bytes in, RGBA PNG bytes out: decode,
     /// preprocess, inference, mask, compose, encode: `shared::cutout`, what the API runs), the
     /// same work as rembg's `remove()`.
@@ -270,6 +275,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         seg.saliency(&batch, side);
     });
     let per = |ms: f64| ms / batch.len() as f64;
+    let profile = args
+        .profile
+        .then(|| profile(&seg, &batch, side, args.iters.max(1)));
     println!(
         "{}",
         serde_json::json!({
@@ -282,7 +290,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "median_ms_per_image": per(median),
             "min_ms_per_image": per(min),
             "max_ms_per_image": per(max),
+            "profile": profile,
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--profile`: `iters` forward passes with the kernels timed; a table on stderr, the same as
+/// JSON for the report.
+fn profile(seg: &Segmenter, batch: &[Vec<f32>], side: u32, iters: usize) -> serde_json::Value {
+    use crate::model::cpu::profile;
+    profile::start();
+    let t = Instant::now();
+    for _ in 0..iters {
+        seg.saliency(batch, side);
+    }
+    let total_ms = t.elapsed().as_secs_f64() * 1e3 / iters as f64;
+    let lines = profile::stop();
+    let in_kernels: f64 = lines.iter().map(|(_, l)| l.seconds).sum::<f64>() * 1e3 / iters as f64;
+    eprintln!("{:>9} {:>6} {:>6}  layer", "ms/pass", "share", "calls");
+    let rows: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|(name, line)| {
+            let ms = line.seconds * 1e3 / iters as f64;
+            let calls = line.calls as f64 / iters as f64;
+            eprintln!(
+                "{ms:>9.2} {:>5.1}% {calls:>6.1}  {name}",
+                100.0 * ms / total_ms
+            );
+            serde_json::json!({"layer": name, "ms_per_pass": ms, "calls_per_pass": calls})
+        })
+        .collect();
+    let outside = total_ms - in_kernels;
+    eprintln!(
+        "{outside:>9.2} {:>5.1}%         outside these kernels (pre/post-processing, sigmoid, the rest of Burn)",
+        100.0 * outside / total_ms
+    );
+    eprintln!("{total_ms:>9.2} 100.0%         a pass");
+    serde_json::json!({"ms_per_pass": total_ms, "outside_kernels_ms": outside, "layers": rows})
 }

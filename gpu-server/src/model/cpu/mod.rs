@@ -16,6 +16,7 @@
 
 pub mod conv3x3;
 pub mod pool;
+pub mod profile;
 pub mod upsample;
 pub mod winograd;
 
@@ -47,6 +48,36 @@ pub fn conv2d(
     act: Activation,
     residual: Option<Tensor<4>>,
 ) -> Tensor<4> {
+    let [batch, _, height, width] = inputs[0].dims();
+    let name = || {
+        let [cout, cin, kh, kw] = conv.weight.dims();
+        let dilation = conv.dilation[0];
+        let path = if [kh, kw] != [3, 3] || conv.stride != [1, 1] {
+            "burn"
+        } else if winograd::suitable(&conv3x3::Conv3x3 {
+            batch,
+            cin,
+            cout,
+            height,
+            width,
+            dilation,
+            relu: act == Activation::Relu,
+        }) {
+            "winograd"
+        } else {
+            Kernels::current().name()
+        };
+        format!("conv {kh}×{kw} d{dilation} {cin}→{cout} at {height}×{width} ({path})")
+    };
+    profile::timed(name, || conv2d_any(inputs, conv, act, residual))
+}
+
+fn conv2d_any(
+    inputs: Vec<Tensor<4>>,
+    conv: &Conv2d,
+    act: Activation,
+    residual: Option<Tensor<4>>,
+) -> Tensor<4> {
     if let Some(y) = conv2d_flex(&inputs, conv, act, residual.as_ref()) {
         return y;
     }
@@ -68,6 +99,14 @@ pub fn conv2d(
 
 /// `nn.MaxPool2d(2, stride=2, ceil_mode=True)`: odd sizes round up, e.g. 5 -> 3.
 pub fn max_pool2x(x: Tensor<4>) -> Tensor<4> {
+    let [_, c, h, w] = x.dims();
+    profile::timed(
+        || format!("max pool 2×2 {c} at {h}×{w}"),
+        || max_pool2x_any(x),
+    )
+}
+
+fn max_pool2x_any(x: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     if let Some(p) = flex(&x) {
         let data = f32_slice(&p).map(|s| pool::max_pool2x(&s, b * c, h, w));
@@ -79,7 +118,13 @@ pub fn max_pool2x(x: Tensor<4>) -> Tensor<4> {
 }
 
 /// Bilinear resize to `[h, w]` with `align_corners=False`.
-pub fn upsample_bilinear(x: Tensor<4>, [oh, ow]: [usize; 2]) -> Tensor<4> {
+pub fn upsample_bilinear(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    let [_, c, h, w] = x.dims();
+    let name = || format!("upsample {c} {h}×{w} → {}×{}", size[0], size[1]);
+    profile::timed(name, || upsample_any(x, size))
+}
+
+fn upsample_any(x: Tensor<4>, [oh, ow]: [usize; 2]) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     if let Some(p) = flex(&x) {
         let data = f32_slice(&p).map(|s| upsample::bilinear(&s, b * c, (h, w), (oh, ow)));
