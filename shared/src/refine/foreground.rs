@@ -3,7 +3,8 @@
 //!
 //! For each pixel it solves `I = αF + (1−α)B` for the foreground F and background B, smoothed
 //! towards the neighbours' F and B where α changes, level by level from a 1×1 picture up to the
-//! full size (nearest resampling, Gauss–Seidel sweeps in raster order: pymatting's schedule).
+//! full size (nearest resampling, Gauss–Seidel sweeps in raster order: pymatting's schedule),
+//! each sweep in fixed stripes of rows run on all cores with the `parallel` feature.
 //!
 //! Where α is flat (all 0 or all 1 around a pixel) the answer is known without solving: F is
 //! the photo's colour under the subject, and background pixels have no colour to show. So each
@@ -20,6 +21,12 @@ const BIG_ITERATIONS: usize = 2;
 const SMALL_SIZE: usize = 32;
 /// How far from where α changes each level is swept, in that level's pixels.
 pub const MARGIN: usize = 12;
+
+/// Rows per stripe of a sweep (see [`estimate`]).
+const STRIPE: usize = 64;
+
+/// A row's F and B as they were before a sweep.
+type Edge = (Vec<f32>, Vec<f32>);
 
 /// α per pixel in 0..1.
 pub trait Alpha: Sync {
@@ -209,9 +216,8 @@ pub fn estimate<A: Alpha + ?Sized>(
                 }
             }
         }
-        let sweep = |level: &Level, i: usize| {
-            let (x, y) = (i % w, i / w);
-            let set = &level.set;
+        let sweep = |set: &[bool], x: usize, y: usize| {
+            let i = y * w + x;
             set[i]
                 && (small
                     || (x > 0
@@ -229,50 +235,106 @@ pub fn estimate<A: Alpha + ?Sized>(
             BIG_ITERATIONS
         };
         for _ in 0..iterations {
-            for i in 0..n {
-                if !sweep(&level, i) {
-                    continue;
-                }
-                let (x, y) = (i % w, i / w);
-                let s = src(i);
-                let a0 = av(i);
-                let a1 = 1.0 - a0;
-                let mut a00 = a0 * a0;
-                let a01 = a0 * a1;
-                let mut a11 = a1 * a1;
-                let mut b0 = [0f32; 3];
-                let mut b1 = [0f32; 3];
-                for c in 0..3 {
-                    let v = img(s, c);
-                    b0[c] = a0 * v;
-                    b1[c] = a1 * v;
-                }
-                // Left, right, up, down, clamped at the border (pymatting's order).
-                let neighbours = [
-                    y * w + x.saturating_sub(1),
-                    y * w + (x + 1).min(w - 1),
-                    y.saturating_sub(1) * w + x,
-                    (y + 1).min(h - 1) * w + x,
-                ];
-                for j in neighbours {
-                    let da = REGULARIZATION + GRADIENT_WEIGHT * (a0 - av(j)).abs();
-                    a00 += da;
-                    a11 += da;
-                    for c in 0..3 {
-                        b0[c] += da * level.f[3 * j + c];
-                        b1[c] += da * level.b[3 * j + c];
+            // Stripes of rows are swept on their own (on all cores with the `parallel`
+            // feature), each in raster order; across a stripe's edge a pixel reads its
+            // neighbour as it was before this sweep. The stripes are fixed, so the result is
+            // the same on any number of cores and on wasm32.
+            let stripes = h.div_ceil(STRIPE);
+            let row = |y: usize| {
+                (
+                    level.f[3 * y * w..3 * (y + 1) * w].to_vec(),
+                    level.b[3 * y * w..3 * (y + 1) * w].to_vec(),
+                )
+            };
+            let above: Vec<Option<Edge>> = (0..stripes)
+                .map(|k| (k > 0).then(|| row(k * STRIPE - 1)))
+                .collect();
+            let below: Vec<Option<Edge>> = (0..stripes)
+                .map(|k| (k + 1 < stripes).then(|| row((k + 1) * STRIPE)))
+                .collect();
+            let set = &level.set;
+            let work = |k: usize, f: &mut [f32], b: &mut [f32]| {
+                let y0 = k * STRIPE;
+                let y1 = (y0 + STRIPE).min(h);
+                for y in y0..y1 {
+                    if !set[y * w..(y + 1) * w].contains(&true) {
+                        continue;
+                    }
+                    for x in 0..w {
+                        if !sweep(set, x, y) {
+                            continue;
+                        }
+                        let i = y * w + x;
+                        let s = if full { i } else { ys[y] * width + xs[x] };
+                        let a0 = av(i);
+                        let a1 = 1.0 - a0;
+                        let mut a00 = a0 * a0;
+                        let a01 = a0 * a1;
+                        let mut a11 = a1 * a1;
+                        let mut b0 = [0f32; 3];
+                        let mut b1 = [0f32; 3];
+                        for c in 0..3 {
+                            let v = img(s, c);
+                            b0[c] = a0 * v;
+                            b1[c] = a1 * v;
+                        }
+                        // Left, right, up, down, clamped at the border (pymatting's order).
+                        let neighbours = [
+                            (x.saturating_sub(1), y),
+                            ((x + 1).min(w - 1), y),
+                            (x, y.saturating_sub(1)),
+                            (x, (y + 1).min(h - 1)),
+                        ];
+                        for (nx, ny) in neighbours {
+                            let j = ny * w + nx;
+                            let da = REGULARIZATION + GRADIENT_WEIGHT * (a0 - av(j)).abs();
+                            a00 += da;
+                            a11 += da;
+                            let (fs, bs, at): (&[f32], &[f32], usize) = if ny < y0 {
+                                let (ef, eb) = above[k].as_ref().expect("a stripe above");
+                                (ef, eb, 3 * nx)
+                            } else if ny >= y1 {
+                                let (ef, eb) = below[k].as_ref().expect("a stripe below");
+                                (ef, eb, 3 * nx)
+                            } else {
+                                (&*f, &*b, 3 * (j - y0 * w))
+                            };
+                            for c in 0..3 {
+                                b0[c] += da * fs[at + c];
+                                b1[c] += da * bs[at + c];
+                            }
+                        }
+                        let inv_det = 1.0 / (a00 * a11 - a01 * a01);
+                        let (m00, m01, m11) = (inv_det * a11, inv_det * -a01, inv_det * a00);
+                        let at = 3 * (i - y0 * w);
+                        for c in 0..3 {
+                            f[at + c] = (m00 * b0[c] + m01 * b1[c]).clamp(0.0, 1.0);
+                            b[at + c] = (m01 * b0[c] + m11 * b1[c]).clamp(0.0, 1.0);
+                        }
                     }
                 }
-                let inv_det = 1.0 / (a00 * a11 - a01 * a01);
-                let (m00, m01, m11) = (inv_det * a11, inv_det * -a01, inv_det * a00);
-                for c in 0..3 {
-                    level.f[3 * i + c] = (m00 * b0[c] + m01 * b1[c]).clamp(0.0, 1.0);
-                    level.b[3 * i + c] = (m01 * b0[c] + m11 * b1[c]).clamp(0.0, 1.0);
-                }
+            };
+            let chunk = 3 * w * STRIPE;
+            #[cfg(feature = "parallel")]
+            {
+                use rayon::prelude::*;
+                level
+                    .f
+                    .par_chunks_mut(chunk)
+                    .zip(level.b.par_chunks_mut(chunk))
+                    .enumerate()
+                    .for_each(|(k, (f, b))| work(k, f, b));
             }
+            #[cfg(not(feature = "parallel"))]
+            level
+                .f
+                .chunks_mut(chunk)
+                .zip(level.b.chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(k, (f, b))| work(k, f, b));
         }
         if full {
-            let active = (0..n).map(|i| sweep(&level, i)).collect();
+            let active = (0..n).map(|i| sweep(&level.set, i % w, i / w)).collect();
             return Foreground {
                 width,
                 height,
@@ -307,8 +369,9 @@ mod tests {
 
     #[test]
     fn recovers_a_known_foreground() {
-        // Red subject over a blue background, mixed by a soft ramp: F should come out red.
-        let (w, h) = (64, 48);
+        // Red subject over a blue background, mixed by a soft ramp: F should come out red, in
+        // every stripe of the sweep.
+        let (w, h) = (64, 3 * STRIPE + 10);
         let mut rgb = vec![0u8; w * h * 3];
         let mut alpha = vec![0u8; w * h];
         for y in 0..h {
@@ -326,13 +389,15 @@ mod tests {
             }
         }
         let fg = estimate(&rgb, w, h, alpha.as_slice());
-        for x in 26..40 {
-            let i = 20 * w + x;
-            let c = fg.rgb8(i).expect("the ramp is estimated");
-            assert!(
-                c[0].abs_diff(220) <= 6 && c[1].abs_diff(30) <= 6 && c[2].abs_diff(40) <= 6,
-                "x = {x}: {c:?}"
-            );
+        for y in [20, STRIPE - 1, STRIPE, 2 * STRIPE + 5, h - 3] {
+            for x in 26..40 {
+                let i = y * w + x;
+                let c = fg.rgb8(i).expect("the ramp is estimated");
+                assert!(
+                    c[0].abs_diff(220) <= 6 && c[1].abs_diff(30) <= 6 && c[2].abs_diff(40) <= 6,
+                    "({x}, {y}): {c:?}"
+                );
+            }
         }
         // Far inside the subject nothing is estimated: the photo's colour stands.
         assert!(fg.rgb8(20 * w + 63).is_none());
