@@ -169,6 +169,9 @@
     return new Promise((resolve, reject) => {
       const form = new FormData();
       form.append("image", blob, name);
+      // The answer is a preview to show (lossy WebP, a fraction of the PNG's bytes); the PNG
+      // stays stored and comes only when it is downloaded or shared (fullCutout).
+      form.append("preview", "webp");
       const xhr = new XMLHttpRequest();
       xhr.open("POST", `${apiBase}/api/v2/remove-background`);
       xhr.responseType = "blob";
@@ -214,6 +217,9 @@
         };
         state.base = { ...state.result };
         state.shares = {};
+        // A service that could not make the preview answered the file itself.
+        const answered = xhr.response;
+        state.full = xhr.getResponseHeader("content-type") === "image/webp" ? null : loadFull(Promise.resolve(answered));
         resetEffects();
         await show(prepared.bitmap, xhr.response);
       } catch (e) {
@@ -245,6 +251,64 @@
     $("result-title").focus();
   }
 
+  // --- The full-size cut-out, for the download and the shares. ------------------------------
+  function loadFull(blobPromise) {
+    const full = (async () => {
+      const blob = await blobPromise;
+      return { blob, bitmap: await loadBitmap(blob) };
+    })();
+    // A failed fetch is tried again on the next download or share.
+    full.catch(() => {
+      if (state.full === full) state.full = null;
+    });
+    return full;
+  }
+
+  function fullCutout() {
+    if (!state.full) {
+      const id = state.base.id;
+      state.full = loadFull(
+        fetch(`${apiBase}/api/v2/results/${id}`).then(async (res) => {
+          if (res.ok) return res.blob();
+          const err = await errorOf(res);
+          throw Object.assign(new Error(err.message), { code: err.code });
+        }),
+      );
+    }
+    return state.full;
+  }
+
+  // What the download and the shares carry: the service's laid-out file, or the stored
+  // full-size cut-out, as it is (transparent) or on the chosen background.
+  async function downloadBlob() {
+    if (state.effectBlob) return state.effectBlob;
+    const full = await fullCutout();
+    const bg = background();
+    if (!bg) return full.blob;
+    const c = document.createElement("canvas");
+    c.width = full.bitmap.width;
+    c.height = full.bitmap.height;
+    const ctx = c.getContext("2d");
+    ctx.fillStyle = bg;
+    ctx.fillRect(0, 0, c.width, c.height);
+    ctx.drawImage(full.bitmap, 0, 0);
+    return new Promise((r) => c.toBlob(r, "image/png"));
+  }
+
+  let downloadSeq = 0;
+  async function prepareDownload() {
+    const seq = ++downloadSeq;
+    const blob = await downloadBlob();
+    if (seq !== downloadSeq) return null; // the picture changed meanwhile
+    const link = $("download");
+    if (link.dataset.url) URL.revokeObjectURL(link.dataset.url);
+    link.dataset.url = URL.createObjectURL(blob);
+    link.href = link.dataset.url;
+    link.dataset.ready = "1";
+    state.download = blob;
+    return blob;
+  }
+
   function background() {
     const v = document.querySelector('input[name="bg"]:checked').value;
     if (v === "white") return "#ffffff";
@@ -266,19 +330,40 @@
     }
     ctx.drawImage(state.cutout, 0, 0);
     // With print options the service's file is the download (it carries the print's dpi and,
-    // when a background is chosen, has it already); otherwise the canvas as shown.
-    const blob = state.effectBlob || (await new Promise((r) => canvas.toBlob(r, "image/png")));
+    // when a background is chosen, has it already); otherwise the full-size cut-out on the
+    // background shown, made when it is first asked for (prepareDownload).
     const link = $("download");
     if (link.dataset.url) URL.revokeObjectURL(link.dataset.url);
-    link.dataset.url = URL.createObjectURL(blob);
-    link.href = link.dataset.url;
-    state.download = blob;
+    delete link.dataset.url;
+    link.dataset.ready = "";
+    link.href = "#";
+    downloadSeq++;
+    state.download = null;
     state.shares = {};
-    const name = blob.type === "image/jpeg" ? "pet-cutout.jpg" : "pet-cutout.png";
+    const type = state.effectBlob?.type || "image/png";
+    const name = type === "image/jpeg" ? "pet-cutout.jpg" : "pet-cutout.png";
     link.download = name;
-    link.textContent = blob.type === "image/jpeg" ? "Download JPEG" : "Download PNG";
-    const file = new File([blob], name, { type: blob.type || "image/png" });
+    link.textContent = type === "image/jpeg" ? "Download JPEG" : "Download PNG";
+    const file = new File([], name, { type });
     $("native-share").hidden = !(navigator.canShare && navigator.canShare({ files: [file] }));
+    if (state.effectBlob) await prepareDownload();
+  }
+
+  async function onDownload(e) {
+    const link = $("download");
+    if (link.dataset.ready === "1") return; // the browser saves it
+    e.preventDefault();
+    clearError();
+    try {
+      status("Preparing your full-size picture…");
+      if (await prepareDownload()) {
+        status("");
+        link.click();
+      }
+    } catch (err) {
+      status("");
+      showError(err.code || "network", err.message, () => link.click());
+    }
   }
 
   function slide() {
@@ -365,7 +450,7 @@
     const form = new FormData();
     form.append("platform", platform);
     form.append("token", state.result.token);
-    if (background() && !state.effectBlob) form.append("image", state.download, "pet-cutout.png");
+    if (background() && !state.effectBlob) form.append("image", await downloadBlob(), "pet-cutout.png");
     else form.append("result_id", state.result.id);
     const res = await fetch(`${shareBase}/api/v2/share-image`, { method: "POST", body: form, headers: { accept: "application/json" } });
     if (!res.ok) {
@@ -412,13 +497,18 @@
   }
 
   async function nativeShare() {
-    const file = new File([state.download], "pet-cutout.png", { type: "image/png" });
     try {
+      const blob = state.download || (await prepareDownload());
+      if (!blob) return;
+      const file = new File([blob], $("download").download, { type: blob.type || "image/png" });
       const share = await createShare("copy");
       await navigator.share({ files: [file], title: document.title, url: share.share_url });
       status("Shared.");
     } catch (e) {
-      if (e.name !== "AbortError") showError(e.code || "network", e.message);
+      // Fetching the full-size picture can outlast the tap's permission to share: it is
+      // ready now, so the next tap shares at once.
+      if (e.name === "NotAllowedError") status("Your picture is ready: tap Share again.");
+      else if (e.name !== "AbortError") showError(e.code || "network", e.message);
     }
   }
 
@@ -462,6 +552,7 @@
     if (p) onShare(p);
   });
   $("native-share").addEventListener("click", nativeShare);
+  $("download").addEventListener("click", onDownload);
   slide();
   warmUp();
 })();

@@ -116,8 +116,22 @@ test("desktop: warm-up, upload, cut-out, background, download, share", async () 
     assert.equal(await page.getAttribute("#app", "data-backend"), "cpu");
     assert.equal(await page.getAttribute("#app", "data-state"), "warming");
     await shot(page, "desktop-1-warming");
+    const answers = [];
+    const stored = [];
+    page.on("response", (r) => {
+      if (r.url().endsWith("/api/v2/remove-background")) answers.push(r);
+      if (r.url().includes("/api/v2/results/")) stored.push(r.url());
+    });
     // An upload during the warm-up waits for it instead of failing.
     await uploadPhoto(page);
+    // What came back to show is the WebP preview; the PNG stays stored until it is wanted.
+    assert.equal(answers.length, 1);
+    assert.equal(answers[0].headers()["content-type"], "image/webp");
+    assert.equal(answers[0].headers()["x-result-type"], "image/png");
+    const resultUrl = `${base}/api/v2/results/${answers[0].headers()["x-result-id"]}`;
+    const storedPng = Buffer.from(await (await fetch(resultUrl)).arrayBuffer());
+    assert.ok((await answers[0].body()).length * 3 < storedPng.length, "the preview is a fraction of the PNG");
+    assert.deepEqual(stored, []);
     assert.match(await page.textContent("#status"), /^Done/);
     await shot(page, "desktop-2-cutout");
 
@@ -140,11 +154,19 @@ test("desktop: warm-up, upload, cut-out, background, download, share", async () 
     await page.waitForFunction(() => document.getElementById("after").dataset.background === "#ffd6a5");
     assert.deepEqual(await pixel(page, 0.02, 0.02), [0xff, 0xd6, 0xa5, 255]);
 
-    // Download: a PNG the size of the cut-out, with the chosen background.
+    // Download: the stored full-size PNG, fetched now, on the chosen background.
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
     const file = readFileSync(await download.path());
     assert.deepEqual([...file.subarray(1, 4)], [...Buffer.from("PNG")]);
     assert.equal(download.suggestedFilename(), "pet-cutout.png");
+    assert.deepEqual(stored, [resultUrl]);
+    assert.deepEqual([file.readUInt32BE(16), file.readUInt32BE(20)], [storedPng.readUInt32BE(16), storedPng.readUInt32BE(20)]);
+    assert.notDeepEqual(file, storedPng, "the background is in the download");
+    // Transparent: the stored file itself, byte for byte, not fetched again.
+    await page.check('input[name="bg"][value="transparent"]');
+    const [plain] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+    assert.deepEqual(readFileSync(await plain.path()), storedPng);
+    assert.equal(stored.length, 1);
 
     // Share on Facebook: the dialog opens with the share page, whose og:image is the card.
     await page.check('input[name="bg"][value="transparent"]');
@@ -174,10 +196,7 @@ test("desktop: warm-up, upload, cut-out, background, download, share", async () 
     assert.match(await page.evaluate(() => navigator.clipboard.readText()), new RegExp(`^${base}/s/[0-9a-f]{32}$`));
 
     // The native share button shows exactly where the browser says it can share the file.
-    const canShare = await page.evaluate(async () => {
-      const blob = await (await fetch(document.getElementById("download").href)).blob();
-      return !!navigator.canShare?.({ files: [new File([blob], "pet-cutout.png", { type: "image/png" })] });
-    });
+    const canShare = await page.evaluate(() => !!navigator.canShare?.({ files: [new File([], "pet-cutout.png", { type: "image/png" })] }));
     assert.equal(await page.isVisible("#native-share"), canShare);
     assert.deepEqual(errors, []);
   } finally {
@@ -342,8 +361,13 @@ test("a 20 MP photo is scaled down in the browser before it is uploaded", async 
       input.dispatchEvent(new Event("change", { bubbles: true }));
     });
     await page.waitForSelector("#result:not([hidden])", { timeout: 120_000 });
+    // The preview shown is at most 2048 px a side; the download is the cut-out at the
+    // scaled photo's size.
     const size = await page.$eval("#after", (c) => [c.width, c.height]);
-    assert.deepEqual(size, [3072, 2458], "the cut-out comes back at the scaled size");
+    assert.deepEqual(size, [2048, 1639], "the preview");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+    const file = readFileSync(await download.path());
+    assert.deepEqual([file.readUInt32BE(16), file.readUInt32BE(20)], [3072, 2458], "the cut-out at the scaled size");
     assert.equal(uploaded.length, 1);
     await shot(page, "desktop-7-scaled-photo");
     assert.deepEqual(errors, []);

@@ -211,6 +211,34 @@ fn cutout_png(
     Ok((png, stages))
 }
 
+/// Bytes and milliseconds (median of 3) of each way the finished cut-out `png` can go to the
+/// customer: the PNG download, the page's lossy WebP preview, a JPEG on white.
+fn formats(png: &[u8]) -> anyhow::Result<serde_json::Value> {
+    let picture = image::load_from_memory(png)?;
+    let rgba = picture.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    let timed = |f: &dyn Fn() -> anyhow::Result<Vec<u8>>| -> anyhow::Result<serde_json::Value> {
+        let mut ms = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            bytes = f()?.len();
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(f64::total_cmp);
+        Ok(serde_json::json!({ "bytes": bytes, "ms": ms[1] }))
+    };
+    let encode = |format| shared::encode::encode(&picture, format).map_err(anyhow::Error::msg);
+    Ok(serde_json::json!({
+        "png": timed(&|| encode(shared::encode::OutputFormat::Png))?,
+        "webp_full_size": timed(&|| {
+            crate::preview::webp_rgba(rgba.as_raw(), w, h).map_err(anyhow::Error::msg)
+        })?,
+        "webp_preview": timed(&|| crate::preview::preview(&rgba).map_err(anyhow::Error::msg))?,
+        "jpeg_on_white": timed(&|| encode(shared::encode::OutputFormat::Jpeg))?,
+    }))
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     if let Some(path) = &args.effects_of {
@@ -228,7 +256,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         let bytes = std::fs::read(photo)?;
         let run = || cutout_png(seg.as_ref(), supplied.as_deref(), &bytes, args.refine);
-        let png_bytes = run()?.0.len();
+        let png = run()?.0;
+        let png_bytes = png.len();
+        let formats = formats(&png)?;
         let mut per_stage: Vec<[f64; 8]> = Vec::new();
         let (median, min, max) = time(args.warmup, args.iters, || {
             let (_, stages) = run().expect("the photo was cut out once already");
@@ -254,6 +284,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "refine": args.refine,
                 "photo": photo,
                 "png_bytes": png_bytes,
+                "formats": formats,
                 "median_ms": median,
                 "stages_median_ms": stages,
                 "min_ms": min,

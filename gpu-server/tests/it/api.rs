@@ -1747,3 +1747,102 @@ async fn rate_limits_keys_and_the_daily_budget() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn previews_are_lossy_webp_of_the_stored_result() {
+    let (_state, router) = setup(&[]).await;
+    let img = photo();
+    let ask = |extra: Vec<(&'static str, &'static [u8])>, json: bool| {
+        let (router, img) = (router.clone(), img.clone());
+        async move {
+            let mut parts: Vec<(&str, Option<&str>, &[u8])> =
+                vec![("image", Some("cat.png"), &img)];
+            parts.extend(extra.iter().map(|(n, d)| (*n, None, *d)));
+            post(&router, "/api/v2/remove-background", &parts, json).await
+        }
+    };
+    let file = ask(vec![], false).await;
+    let preview = ask(vec![("preview", b"webp")], false).await;
+    assert_eq!(file.status, StatusCode::OK, "{}", file.text());
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.text());
+    // The same result, stored as PNG; only the answer differs.
+    assert_eq!(preview.header("x-result-id"), file.header("x-result-id"));
+    assert_eq!(preview.header("content-type"), "image/webp");
+    assert_eq!(preview.header("x-result-type"), "image/png");
+    assert_eq!(file.header("x-result-type"), "image/png");
+    assert_eq!(&preview.body[8..12], b"WEBP");
+    assert!(
+        preview.body.len() * 3 < file.body.len(),
+        "preview {} bytes, file {}",
+        preview.body.len(),
+        file.body.len()
+    );
+    let stored = get(
+        &router,
+        &format!("/api/v2/results/{}", file.header("x-result-id")),
+    )
+    .await;
+    assert_eq!(stored.header("content-type"), "image/png");
+    assert_eq!(
+        stored.body, file.body,
+        "the download is the stored file, untouched"
+    );
+    // At this size the preview is the picture itself: alpha exact, colour close where seen.
+    let (a, b) = (
+        image::load_from_memory(&file.body).unwrap().to_rgba8(),
+        image::load_from_memory(&preview.body).unwrap().to_rgba8(),
+    );
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (mut err, mut weight) = (0.0, 0.0);
+    for (p, q) in a.pixels().zip(b.pixels()) {
+        assert_eq!(p.0[3], q.0[3], "alpha is lossless");
+        let w = f64::from(p.0[3]) / 255.0;
+        err += w
+            * (0..3)
+                .map(|c| f64::from(p.0[c].abs_diff(q.0[c])))
+                .sum::<f64>()
+            / 3.0;
+        weight += w;
+    }
+    assert!(err / weight < 4.0, "mean colour error {}", err / weight);
+    // A cached result previews too.
+    let again = ask(vec![("preview", b"webp")], false).await;
+    assert_eq!(again.header("x-cache"), "HIT");
+    assert_eq!(again.body, preview.body);
+
+    // Bad previews are 400s naming the problem.
+    let bad = ask(vec![("preview", b"gif")], false).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("webp")
+    );
+    let json = ask(vec![("preview", b"webp")], true).await;
+    assert_eq!(json.status, StatusCode::BAD_REQUEST);
+    assert_eq!(json.code(), "invalid_option");
+
+    // A picture over 2048 px a side previews at 2048.
+    let (w, h) = (2600, 1200);
+    let big = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, 90])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    big.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let mask = grey_png(w / 4, h / 4, |x, _| if x < w / 8 { 0 } else { 255 });
+    let parts: Vec<(&str, Option<&str>, &[u8])> = vec![
+        ("image", Some("big.png"), png.get_ref()),
+        ("mask", Some("m.png"), &mask),
+        ("refine", None, b"off"),
+        ("preview", None, b"webp"),
+    ];
+    let big = post(&router, "/api/v2/remove-background", &parts, false).await;
+    assert_eq!(big.status, StatusCode::OK, "{}", big.text());
+    assert_eq!(
+        (big.header("x-width"), big.header("x-height")),
+        ("2600", "1200")
+    );
+    let shown = image::load_from_memory(&big.body).unwrap();
+    assert_eq!((shown.width(), shown.height()), (2048, 945));
+}

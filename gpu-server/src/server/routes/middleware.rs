@@ -242,6 +242,9 @@ pub fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("x-share-token-expires"),
             HeaderName::from_static("x-processing-time-ms"),
             HeaderName::from_static("x-cache"),
+            HeaderName::from_static("x-result-type"),
+            HeaderName::from_static("x-width"),
+            HeaderName::from_static("x-height"),
         ])
         .max_age(std::time::Duration::from_secs(3600))
 }

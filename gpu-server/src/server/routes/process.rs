@@ -114,6 +114,12 @@ pub struct RemoveForm {
     result_id: Option<String>,
     /// The share token that came with `result_id`.
     token: Option<String>,
+    /// `webp`: answer a preview for showing instead of the file: the result scaled to at most
+    /// 2048 px a side as lossy WebP (its alpha exact), several times smaller. The stored result,
+    /// `GET /api/v2/results/{id}` and the result id are as without it; `x-result-type` names
+    /// the stored file's type. Not with `Accept: application/json`.
+    #[schema(pattern = "^webp$")]
+    preview: Option<String>,
 }
 
 /// This product's options that remove.bg does not have, also taken by `POST /v1.0/removebg`
@@ -356,6 +362,22 @@ pub async fn remove_background(
     let form = read_form(multipart, state.limits.max_bytes).await?;
     let options = Options::from_form(&form, state.engine.kind())?;
     let json = wants_json(&headers);
+    let preview = match form.text("preview") {
+        None => false,
+        Some(p) if p.trim().eq_ignore_ascii_case("webp") && !json => true,
+        Some(p) if p.trim().eq_ignore_ascii_case("webp") => {
+            return Err(AppError::bad(
+                "invalid_option",
+                "`preview` answers an image; JSON answers carry the result's URL instead",
+            ));
+        }
+        Some(p) => {
+            return Err(AppError::bad(
+                "invalid_option",
+                format!("unknown preview {p:?}: expected webp"),
+            ));
+        }
+    };
     let model = options.model;
     let Done { output, id, hit } = cut_out(&state, form, options, json).await?;
     let expires = unix_now() + state.token_ttl.as_secs();
@@ -381,22 +403,31 @@ pub async fn remove_background(
         })
         .into_response());
     }
-    let mut res = output.bytes.into_response();
-    let h = res.headers_mut();
-    let ext = match output.content_type {
-        "image/webp" => "webp",
-        "image/jpeg" => "jpg",
-        _ => "png",
+    let result_type = output.content_type;
+    let (body, content_type, name) = match preview {
+        true => match preview_of(output.bytes.clone()).await {
+            Ok(webp) => (
+                webp,
+                "image/webp",
+                format!("pet-{}-preview.webp", &id[..12]),
+            ),
+            Err(e) => {
+                // The file itself still answers: a preview is an optimisation.
+                tracing::warn!(error = %e, "cannot make the preview; answering the result");
+                (output.bytes, result_type, file_name(&id, result_type))
+            }
+        },
+        false => (output.bytes, result_type, file_name(&id, result_type)),
     };
+    let mut res = body.into_response();
+    let h = res.headers_mut();
     let pairs = [
-        (
-            header::CONTENT_TYPE.as_str(),
-            output.content_type.to_owned(),
-        ),
+        (header::CONTENT_TYPE.as_str(), content_type.to_owned()),
         (
             header::CONTENT_DISPOSITION.as_str(),
-            format!("inline; filename=\"pet-{}.{ext}\"", &id[..12]),
+            format!("inline; filename=\"{name}\""),
         ),
+        ("x-result-type", result_type.to_owned()),
         (
             header::CACHE_CONTROL.as_str(),
             "private, max-age=3600".into(),
@@ -418,6 +449,26 @@ pub async fn remove_background(
         }
     }
     Ok(res)
+}
+
+/// The name a result's file is offered under.
+fn file_name(id: &str, content_type: &str) -> String {
+    let ext = match content_type {
+        "image/webp" => "webp",
+        "image/jpeg" => "jpg",
+        _ => "png",
+    };
+    format!("pet-{}.{ext}", &id[..12])
+}
+
+/// The page's preview of a result file (`crate::preview`), made off the async threads.
+async fn preview_of(file: Bytes) -> Result<Bytes, String> {
+    tokio::task::spawn_blocking(move || {
+        let picture = image::load_from_memory(&file).map_err(|e| e.to_string())?;
+        crate::preview::preview(&picture.to_rgba8()).map(Bytes::from)
+    })
+    .await
+    .map_err(|e| format!("preview task: {e}"))?
 }
 
 /// A stored result, for laying it out again, with the share token made for it.
