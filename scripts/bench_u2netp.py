@@ -11,7 +11,11 @@ ms per image for each and the ratio Burn / reference (below 1.0 means Burn is fa
    12 noisy 1024x683 photos and on 3 noisy 12 MP photos (scikit-image's real photos, with
    phone-like sensor noise), with the default output (matting) and with `--refine off`,
    against rembg's remove() with a session made beforehand (not timed) reading and writing the
-   same files. Prints wall seconds, ms per photo, the ratios and the output bytes.
+   same files. Prints wall seconds, ms per photo, the ratios and the output bytes; for each
+   CLI run its system time against its user time and its page faults per photo (the process's
+   own counts), and the first photo's model stage against the median photo's (`--timings`).
+4. Bytes and ms of each format the 12 MP cut-out can go out in (PNG download, the page's WebP
+   preview, WebP at full size, JPEG on white), from `gpu-server bench --photo`.
 """
 
 import argparse
@@ -19,6 +23,7 @@ import io
 import json
 import os
 import pathlib
+import resource
 import shutil
 import statistics
 import subprocess
@@ -91,10 +96,25 @@ def rembg_folder(folder, out, session):
 
 
 def cli_folder(binary, folder, out, *flags):
+    """Wall seconds of one CLI run, and what the process used: user and system seconds, minor
+    and major page faults (this script's children's counts before and after), and the first
+    photo's model stage over the median photo's."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run([binary, "remove", str(folder), "-o", str(out), *flags], check=True,
-                   capture_output=True)
-    return time.perf_counter() - t
+    done = subprocess.run([binary, "remove", str(folder), "-o", str(out), "--timings", *flags],
+                          check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    model = [json.loads(line)["model_ms"] for line in done.stderr.splitlines()
+             if line.startswith("{")]
+    return wall, {
+        "user_s": after.ru_utime - before.ru_utime,
+        "sys_s": after.ru_stime - before.ru_stime,
+        "minor_faults": after.ru_minflt - before.ru_minflt,
+        "major_faults": after.ru_majflt - before.ru_majflt,
+        "first_model_ms": model[0],
+        "median_model_ms": statistics.median(model),
+    }
 
 
 def folder_bytes(out):
@@ -131,6 +151,7 @@ def main():
     e2e_ms = e2e["median_ms"]
 
     cli_rows = []
+    use_rows = []
     sets = [("12 x 1024x683", pathlib.Path(".cache/bench/noisy-1024"), (1024, 683), 12, 0.7),
             ("3 x 12 MP", pathlib.Path(".cache/bench/noisy-12mp"), (4000, 3000), 3, 0.5)]
     for label, folder, size, count, goal in sets:
@@ -144,11 +165,12 @@ def main():
             # the binary in the page cache as rembg's does.
             cli_folder(args.gpu_server, folder, outs["off"], "--refine", "off")
             rembg_s = rembg_folder(folder, outs["rembg"], session)
-            matting_s = cli_folder(args.gpu_server, folder, outs["matting"])
-            off_s = cli_folder(args.gpu_server, folder, outs["off"], "--refine", "off")
+            matting_s, matting_use = cli_folder(args.gpu_server, folder, outs["matting"])
+            off_s, off_use = cli_folder(args.gpu_server, folder, outs["off"], "--refine", "off")
             cli_rows.append((label, count, goal, rembg_s, matting_s, off_s,
                              folder_bytes(outs["rembg"]), folder_bytes(outs["matting"]),
                              folder_bytes(outs["off"])))
+            use_rows.append((label, count, matting_use, off_use))
             shutil.rmtree(tmp, ignore_errors=True)
 
     cores = os.cpu_count()
@@ -163,7 +185,23 @@ def main():
     for label, count, goal, rembg_s, matting_s, off_s, rb, mb, ob in cli_rows:
         print(f"{label:16}{rembg_s:9.2f}{matting_s:9.2f}{matting_s / rembg_s:7.2f}{off_s:9.2f}"
               f"{off_s / rembg_s:7.2f}  <= {goal:.1f}  {rb / 1e6:9.1f}{mb / 1e6:9.1f}{ob / 1e6:8.1f}")
-    print(json.dumps({"cpu": cpu_model(), "cli": [
+    print()
+    print("what each CLI run used: system time / user time (goal < 5%), page faults per photo,")
+    print("the first photo's model stage / the median photo's (goal <= 1.10)")
+    for label, count, *uses in use_rows:
+        for name, u in zip(("default", "off"), uses):
+            print(f"{label:16}{name:9}sys/user {u['sys_s'] / u['user_s']:6.1%}"
+                  f"  ({u['sys_s']:.2f} s / {u['user_s']:.2f} s)"
+                  f"  faults/photo {u['minor_faults'] / count:7.0f} minor {u['major_faults'] / count:4.0f} major"
+                  f"  first/median model {u['first_model_ms'] / u['median_model_ms']:5.2f}"
+                  f"  ({u['first_model_ms']:.0f} / {u['median_model_ms']:.0f} ms)")
+    formats = e2e.get("formats", {})
+    print()
+    print(f"the 12 MP cut-out in each format ({args.photo}):")
+    for name, f in formats.items():
+        print(f"{name:16}{f['bytes'] / 1e6:8.2f} MB{f['ms']:9.0f} ms")
+    print(json.dumps({"cpu": cpu_model(), "formats": formats, "use": [
+        {"set": r[0], "photos": r[1], "default": r[2], "off": r[3]} for r in use_rows], "cli": [
         {"set": r[0], "photos": r[1], "rembg_s": r[3], "matting_s": r[4], "off_s": r[5],
          "matting_ratio": r[4] / r[3], "off_ratio": r[5] / r[3], "rembg_bytes": r[6],
          "matting_bytes": r[7], "off_bytes": r[8]} for r in cli_rows]}))

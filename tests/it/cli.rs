@@ -42,7 +42,15 @@ fn folder_with_a_bad_file_does_the_rest_and_reports_it() {
     fs::write(input.join("notes.txt"), b"ignored: not an image extension").unwrap();
     let result = output(
         gpu_server()
-            .args(["remove", "--type", "white", "--format", "jpeg", "-o"])
+            .args([
+                "remove",
+                "--type",
+                "white",
+                "--format",
+                "jpeg",
+                "--timings",
+                "-o",
+            ])
             .arg(&out)
             .arg(&input),
     );
@@ -50,6 +58,32 @@ fn folder_with_a_bad_file_does_the_rest_and_reports_it() {
     assert!(
         !result.status.success(),
         "a skipped file makes the exit status non-zero"
+    );
+    // `--timings`: one JSON line per photo, in the inputs' order, the model's stage timed for
+    // the photos that reached it.
+    let timings: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = timings
+        .iter()
+        .map(|t| t["photo"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["astronaut.png", "broken.jpg", "coffee.png"],
+        "{stderr}"
+    );
+    for t in &timings {
+        for stage in ["read_ms", "model_ms", "finish_ms"] {
+            assert!(t[stage].as_f64().unwrap() >= 0.0, "{t}");
+        }
+    }
+    assert!(
+        timings[0]["model_ms"].as_f64().unwrap() > 1.0,
+        "{}",
+        timings[0]
     );
     assert!(
         stderr.contains("skipped") && stderr.contains("broken.jpg"),

@@ -114,7 +114,7 @@ fn bench_effects(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<Exi
     for (name, fields) in EFFECTS {
         let fx = Effects::from_fields(|n| fields.iter().find(|(k, _)| *k == n).map(|f| f.1))
             .map_err(|r| anyhow::anyhow!(r.message))?;
-        let (median, min, _) = time(args.warmup, args.iters, || {
+        let (median, min, _, _) = time(args.warmup, args.iters, || {
             effects::apply(
                 cutout.clone(),
                 Backdrop::Transparent,
@@ -128,7 +128,7 @@ fn bench_effects(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<Exi
             serde_json::json!({"median_ms": median, "min_ms": min}),
         );
     }
-    let (copy, _, _) = time(args.warmup, args.iters, || {
+    let (copy, _, _, _) = time(args.warmup, args.iters, || {
         std::hint::black_box(cutout.clone());
     });
     out.insert("copy_of_input_ms".into(), copy.into());
@@ -141,7 +141,8 @@ fn bench_effects(args: &BenchArgs, path: &std::path::Path) -> anyhow::Result<Exi
 }
 
 /// Median of `iters` timed runs after `warmup` untimed ones, plus min and max, in ms.
-fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
+/// Median, min, max and first of `iters` timed calls of `f` after `warmup` untimed ones.
+fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f64, f64) {
     for _ in 0..warmup {
         f();
     }
@@ -152,8 +153,14 @@ fn time(warmup: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
+    let first = times[0];
     times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[0], times[times.len() - 1])
+    (
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        first,
+    )
 }
 
 /// The stages of one cut-out, in the order they run.
@@ -212,7 +219,8 @@ fn cutout_png(
 }
 
 /// Bytes and milliseconds (median of 3) of each way the finished cut-out `png` can go to the
-/// customer: the PNG download, the page's lossy WebP preview, a JPEG on white.
+/// customer: the PNG download, the page's lossy WebP preview (and the same at full size), the
+/// API's `format=webp` (lossless), a JPEG on white.
 fn formats(png: &[u8]) -> anyhow::Result<serde_json::Value> {
     let picture = image::load_from_memory(png)?;
     let rgba = picture.to_rgba8();
@@ -235,6 +243,7 @@ fn formats(png: &[u8]) -> anyhow::Result<serde_json::Value> {
             crate::preview::webp_rgba(rgba.as_raw(), w, h).map_err(anyhow::Error::msg)
         })?,
         "webp_preview": timed(&|| crate::preview::preview(&rgba).map_err(anyhow::Error::msg))?,
+        "webp_lossless": timed(&|| encode(shared::encode::OutputFormat::Webp))?,
         "jpeg_on_white": timed(&|| encode(shared::encode::OutputFormat::Jpeg))?,
     }))
 }
@@ -260,7 +269,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let png_bytes = png.len();
         let formats = formats(&png)?;
         let mut per_stage: Vec<[f64; 8]> = Vec::new();
-        let (median, min, max) = time(args.warmup, args.iters, || {
+        let (median, min, max, _) = time(args.warmup, args.iters, || {
             let (_, stages) = run().expect("the photo was cut out once already");
             per_stage.push(stages);
         });
@@ -302,7 +311,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let batch = vec![input; args.batch.max(1)];
-    let (median, min, max) = time(args.warmup, args.iters, || {
+    let (median, min, max, first) = time(args.warmup, args.iters, || {
         seg.saliency(&batch, side);
     });
     let per = |ms: f64| ms / batch.len() as f64;
@@ -321,6 +330,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "median_ms_per_image": per(median),
             "min_ms_per_image": per(min),
             "max_ms_per_image": per(max),
+            // After `--warmup 0`, the first forward of the process.
+            "first_ms_per_image": per(first),
             "profile": profile,
         })
     );

@@ -5,6 +5,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::ExitCode,
+    time::Instant,
 };
 
 use anyhow::{Context, bail};
@@ -54,6 +55,10 @@ pub struct RemoveArgs {
     /// auto is PNG when anything is transparent, else JPEG).
     #[arg(long, default_value = "png")]
     pub format: OutputFormat,
+    /// Print each photo's stage times (read and decode, model, refine/encode/write) to stderr,
+    /// one JSON line per photo.
+    #[arg(long)]
+    pub timings: bool,
     #[command(flatten)]
     pub effects: EffectsArgs,
     #[command(flatten)]
@@ -265,11 +270,21 @@ fn finish(
     Ok(output.clone())
 }
 
+/// Milliseconds since `t`.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// One photo's time in each stage: read and decode, model, refine/encode/write (ms).
+pub type StageMs = [f64; 3];
+
 /// Photos go through three stages at once, each on its own thread: reading and decoding the
 /// next photo, the model's mask of this one, and refining, encoding and writing the one
 /// before, so decoding and writing are not what the user waits for. Channels of one photo
 /// keep memory bounded (at most about five photos in flight) and the order is the inputs'.
-/// `report` gets each photo's outcome, in order, on the writing thread.
+/// While the first photo decodes, the model warms up ([`Segmenter::warm_up`]), so the first
+/// photo's mask takes what the later ones' take. `report` gets each photo's outcome and stage
+/// times, in order, on the writing thread.
 fn pipeline(
     jobs: &[&Path],
     masks: &Masks,
@@ -277,35 +292,44 @@ fn pipeline(
     opts: &CutoutOptions,
     background: Option<&image::RgbImage>,
     single: bool,
-    report: impl FnMut(&Path, anyhow::Result<PathBuf>) + Send,
+    report: impl FnMut(&Path, anyhow::Result<PathBuf>, StageMs) + Send,
 ) {
     use std::sync::mpsc::sync_channel;
-    type Read = anyhow::Result<intake::Decoded>;
-    type Masked = anyhow::Result<(intake::Decoded, Mask)>;
+    type Read = (anyhow::Result<intake::Decoded>, StageMs);
+    type Masked = (anyhow::Result<(intake::Decoded, Mask)>, StageMs);
     let (to_model, decoded) = sync_channel::<(usize, Read)>(1);
     let (to_writer, masked) = sync_channel::<(usize, Masked)>(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for (i, input) in jobs.iter().enumerate() {
-                if to_model.send((i, read(input))).is_err() {
+                let t = Instant::now();
+                let read = read(input);
+                if to_model.send((i, (read, [ms(t), 0.0, 0.0]))).is_err() {
                     break;
                 }
             }
         });
         let mut report = report;
         scope.spawn(move || {
-            for (i, result) in masked {
+            for (i, (result, mut stages)) in masked {
                 let input = jobs[i];
+                let t = Instant::now();
                 let written = result.and_then(|(decoded, mask)| {
                     finish(args, opts, background, single, input, &decoded, mask)
                 });
-                report(input, written);
+                stages[2] = ms(t);
+                report(input, written, stages);
             }
         });
         // The model stays on this thread: it was loaded here.
-        for (i, result) in decoded {
+        if let Masks::Model(seg) = masks {
+            seg.warm_up();
+        }
+        for (i, (result, mut stages)) in decoded {
+            let t = Instant::now();
             let masked = result.and_then(|d| mask_of(masks, &d).map(|m| (d, m)));
-            if to_writer.send((i, masked)).is_err() {
+            stages[1] = ms(t);
+            if to_writer.send((i, (masked, stages))).is_err() {
                 break;
             }
         }
@@ -377,7 +401,16 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
         &opts,
         background.as_ref(),
         single,
-        |input, result| {
+        |input, result, stages| {
+            if args.timings {
+                let line = serde_json::json!({
+                    "photo": input,
+                    "read_ms": stages[0],
+                    "model_ms": stages[1],
+                    "finish_ms": stages[2],
+                });
+                bar.suspend(|| eprintln!("{line}"));
+            }
             match result {
                 Ok(output) => {
                     if !many {
