@@ -131,7 +131,10 @@ mod tests {
                 let d =
                     (((x as f32 - 120.0).powi(2) + (y as f32 - 80.0).powi(2)).sqrt() - 60.0) / 6.0;
                 let a = (0.5 - d).clamp(0.0, 1.0);
-                let noise = ((x * 2654435761u32.wrapping_add(y * 40503)) >> 27) as u8;
+                let noise = (x
+                    .wrapping_mul(2654435761)
+                    .wrapping_add(y.wrapping_mul(40503))
+                    >> 27) as u8;
                 let i = ((y * w + x) * 4) as usize;
                 if a > 0.0 {
                     rgba[i..i + 4].copy_from_slice(&[
