@@ -37,7 +37,7 @@ pub use options::{
 pub use subjects::CardSubjects;
 
 /// Changes whenever the rendering changes, so share ids (content hashes) change with it.
-pub const RENDER_VERSION: &str = "render/v3";
+pub const RENDER_VERSION: &str = "render/v4";
 
 /// The share image sizes.
 pub const OG_SIZE: (u32, u32) = (1200, 630);
@@ -295,7 +295,7 @@ mod pinned {
         assert_eq!(
             RenderOptions::default().fingerprint(),
             format!(
-                "render/v3|{logo}|None|SouthEast|Fraction(0.03)|0.85|0.14|Gradient([250, 246, 240], [226, 232, 240])|85|1600"
+                "render/v4|{logo}|None|SouthEast|Fraction(0.03)|0.85|0.14|Gradient([250, 246, 240], [226, 232, 240])|85|1600"
             )
         );
         let custom = RenderOptions::from_vars(
@@ -312,7 +312,7 @@ mod pinned {
         assert_eq!(
             custom.fingerprint(),
             format!(
-                "render/v3|{logo}|Some(\"Paws & \\\"Co\\\"\")|Tile|Pixels(24)|0.85|0.14|Color([16, 32, 48])|85|1600"
+                "render/v4|{logo}|Some(\"Paws & \\\"Co\\\"\")|Tile|Pixels(24)|0.85|0.14|Color([16, 32, 48])|85|1600"
             )
         );
         let blur =
@@ -332,7 +332,7 @@ mod pinned {
         assert!(
             no_logo
                 .fingerprint()
-                .starts_with("render/v3|None|None|SouthEast|")
+                .starts_with("render/v4|None|None|SouthEast|")
         );
         let names = [
             (Gravity::NorthWest, "NorthWest"),
@@ -360,7 +360,7 @@ mod pinned {
         );
         assert_eq!(
             crate::publish::share_id(b"picture", "Rex", &default),
-            "072a7366b162374a500fa29d8c8444da"
+            "e2fe079665fadc7e8e8860a80846b075"
         );
         let rendered = render_share(&cutout(), &RenderOptions::default()).unwrap();
         let digest = |b: &[u8]| crate::ids::hex(&Sha256::digest(b));
@@ -374,7 +374,7 @@ mod pinned {
         );
         assert_eq!(
             digest(&rendered.image.bytes),
-            "055b01e35199f030ea5991bf617d236c7c556066ffbacde29038245b21c0be22"
+            "d8db1e7e341c8c77073a2abd9effaa41dd496c4fe5efb74751fcb253e08f4bc8"
         );
     }
 }
