@@ -27,6 +27,26 @@ pub const TOLERANCE: f64 = 1e-6;
 /// Most iterations of a direct solve (776 reach [`TOLERANCE`] on the parity test's crop).
 pub const MAX_ITERATIONS: usize = 1000;
 
+/// A soft pull of alpha towards the model's mask (Levin et al.'s soft constraints): each
+/// unknown pixel adds `weight · c · (α − m)²` to the matting energy, where `m` is the mask
+/// there (0..1) and `c = (2m − 1)²` the model's confidence, so alpha is pulled where the model
+/// was sure and left to the picture's colours where it was not (`m` near ½).
+#[derive(Debug, Clone, Copy)]
+pub struct Prior<'a> {
+    /// The mask at the picture's size, 0..1.
+    pub mask: &'a [f32],
+    pub weight: f32,
+}
+
+impl Prior<'_> {
+    /// The diagonal term and right-hand side term the prior adds at pixel `p`.
+    fn terms(&self, p: usize) -> (f32, f32) {
+        let m = self.mask[p];
+        let c = self.weight * (2.0 * m - 1.0) * (2.0 * m - 1.0);
+        (c, c * m)
+    }
+}
+
 /// What one solve did, for benchmarks and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SolveStats {
@@ -46,22 +66,26 @@ pub fn solve(
     trimap: &[u8],
     alpha: &mut [f32],
 ) -> SolveStats {
-    solve_with(rgb, width, height, trimap, alpha, MAX_ITERATIONS)
+    solve_with(rgb, width, height, trimap, alpha, None, MAX_ITERATIONS)
 }
 
-/// [`solve`] with at most `max_iterations`.
+/// [`solve`] with a [`Prior`] and at most `max_iterations`.
 pub fn solve_with(
     rgb: &[f32],
     width: usize,
     height: usize,
     trimap: &[u8],
     alpha: &mut [f32],
+    prior: Option<Prior<'_>>,
     max_iterations: usize,
 ) -> SolveStats {
     let n_px = width * height;
     assert_eq!(rgb.len(), n_px * 3, "picture size");
     assert_eq!(trimap.len(), n_px, "trimap size");
     assert_eq!(alpha.len(), n_px, "alpha size");
+    if let Some(p) = &prior {
+        assert_eq!(p.mask.len(), n_px, "prior size");
+    }
     let known = |t: u8| t == 0 || t == 255;
     for (a, &t) in alpha.iter_mut().zip(trimap) {
         match t {
@@ -81,7 +105,7 @@ pub fn solve_with(
     if n == 0 || width < 3 || height < 3 {
         return stats;
     }
-    let (a, rhs) = system(rgb, width, height, trimap, &pixels);
+    let (a, rhs) = system(rgb, width, height, trimap, &pixels, prior);
     let mut x: Vec<f32> = pixels.iter().map(|&p| alpha[p as usize]).collect();
     let (iterations, residual) = pcg(&a, &rhs, &mut x, max_iterations);
     stats.iterations = iterations;
@@ -92,13 +116,15 @@ pub fn solve_with(
     stats
 }
 
-/// `L_U` and `−R·α_K` for the unknown `pixels` (raster order, at least 3×3 picture).
+/// `L_U` and `−R·α_K` for the unknown `pixels` (raster order, at least 3×3 picture), with the
+/// `prior`'s terms added to the diagonal and the right-hand side.
 fn system(
     rgb: &[f32],
     width: usize,
     height: usize,
     trimap: &[u8],
     pixels: &[u32],
+    prior: Option<Prior<'_>>,
 ) -> (Stencil, Vec<f32>) {
     const NONE: u32 = u32::MAX;
     let n = pixels.len();
@@ -138,6 +164,11 @@ fn system(
                             }
                             *v = 0.0;
                         }
+                    }
+                    if let Some(prior) = &prior {
+                        let (diagonal, pull) = prior.terms(p);
+                        row[12] += diagonal;
+                        b += pull;
                     }
                     rhs[start + j] = b;
                     for (k, &v) in row.iter().enumerate() {
@@ -611,7 +642,7 @@ mod tests {
             .filter(|&p| trimap[p as usize] == 128)
             .collect();
         let n = pixels.len();
-        let (a, rhs) = system(&rgb, w, h, &trimap, &pixels);
+        let (a, rhs) = system(&rgb, w, h, &trimap, &pixels, None);
         assert!(a.pieces.len() >= 2, "the test covers several pieces");
         let x: Vec<f32> = (0..n)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
@@ -702,6 +733,65 @@ mod tests {
                 (m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]) / det
             })
         })
+    }
+
+    #[test]
+    fn the_prior_adds_its_confidence_to_the_diagonal_and_pulls_towards_the_mask() {
+        let (w, h) = (120, 90);
+        let (rgb, trimap) = scene(w, h);
+        let pixels: Vec<u32> = (0..(w * h) as u32)
+            .filter(|&p| trimap[p as usize] == 128)
+            .collect();
+        let n = pixels.len();
+        let mask: Vec<f32> = (0..w * h)
+            .map(|p| ((p * 37) % 101) as f32 / 100.0)
+            .collect();
+        let prior = Prior {
+            mask: &mask,
+            weight: 0.25,
+        };
+        let (plain, rhs) = system(&rgb, w, h, &trimap, &pixels, None);
+        let (pulled, rhs_pulled) = system(&rgb, w, h, &trimap, &pixels, Some(prior));
+        // (A + D) x − A x = D x, for D the prior's diagonal.
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        let (mut grid, mut y0, mut y1) = (vec![0f32; plain.band.len], vec![0f32; n], vec![0f32; n]);
+        plain.mul(&x, &mut grid, &mut y0);
+        pulled.mul(&x, &mut grid, &mut y1);
+        for (i, &p) in pixels.iter().enumerate() {
+            let m = mask[p as usize];
+            let c = 0.25 * (2.0 * m - 1.0) * (2.0 * m - 1.0);
+            assert!((y1[i] - y0[i] - c * x[i]).abs() < 1e-5, "diagonal at {p}");
+            assert!((rhs_pulled[i] - rhs[i] - c * m).abs() < 1e-6, "pull at {p}");
+        }
+        // A strong prior holds alpha at a confident mask.
+        let sure: Vec<f32> = (0..w * h)
+            .map(|p| if p % w < w / 2 { 0.02 } else { 0.98 })
+            .collect();
+        let mut alpha = vec![0.5f32; w * h];
+        let strong = Prior {
+            mask: &sure,
+            weight: 1e4,
+        };
+        solve_with(
+            &rgb,
+            w,
+            h,
+            &trimap,
+            &mut alpha,
+            Some(strong),
+            MAX_ITERATIONS,
+        );
+        for &p in &pixels {
+            let p = p as usize;
+            assert!(
+                (alpha[p] - sure[p]).abs() < 0.01,
+                "pixel {p}: {} vs {}",
+                alpha[p],
+                sure[p]
+            );
+        }
     }
 
     #[test]
