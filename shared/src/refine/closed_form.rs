@@ -634,13 +634,18 @@ mod tests {
         (rgb, trimap)
     }
 
+    /// The unknown pixels of a `scene`'s trimap, in raster order.
+    fn unknowns(trimap: &[u8]) -> Vec<u32> {
+        (0..trimap.len() as u32)
+            .filter(|&p| trimap[p as usize] == 128)
+            .collect()
+    }
+
     #[test]
     fn product_and_right_hand_side_are_the_matting_laplacians() {
         let (w, h) = (210, 150);
         let (rgb, trimap) = scene(w, h);
-        let pixels: Vec<u32> = (0..(w * h) as u32)
-            .filter(|&p| trimap[p as usize] == 128)
-            .collect();
+        let pixels = unknowns(&trimap);
         let n = pixels.len();
         let (a, rhs) = system(&rgb, w, h, &trimap, &pixels, None);
         assert!(a.pieces.len() >= 2, "the test covers several pieces");
@@ -739,9 +744,7 @@ mod tests {
     fn the_prior_adds_its_confidence_to_the_diagonal_and_pulls_towards_the_mask() {
         let (w, h) = (120, 90);
         let (rgb, trimap) = scene(w, h);
-        let pixels: Vec<u32> = (0..(w * h) as u32)
-            .filter(|&p| trimap[p as usize] == 128)
-            .collect();
+        let pixels = unknowns(&trimap);
         let n = pixels.len();
         let mask: Vec<f32> = (0..w * h)
             .map(|p| ((p * 37) % 101) as f32 / 100.0)

@@ -176,30 +176,23 @@ fn solve_cascade(
         .iter()
         .filter(|&&t| t == trimap::UNKNOWN)
         .count();
-    let coarse_factor = small.factor * 2;
-    if unknowns <= DIRECT_UNKNOWNS || small.w.min(small.h) < 64 {
-        return closed_form::solve_with(
-            &small.rgb,
-            small.w,
-            small.h,
-            &small.trimap,
-            alpha,
-            Some(prior(small)),
-            direct_iterations,
+    let iterations = if unknowns <= DIRECT_UNKNOWNS || small.w.min(small.h) < 64 {
+        direct_iterations
+    } else {
+        let coarse = guided::Shrunk::new(rgb, mask, trimap, small.factor * 2);
+        let mut coarse_alpha = coarse.mask.clone();
+        solve_cascade(
+            rgb,
+            mask,
+            trimap,
+            &coarse,
+            &mut coarse_alpha,
+            CASCADE_COARSEST_ITERATIONS,
         );
-    }
-    let coarse = guided::Shrunk::new(rgb, mask, trimap, coarse_factor);
-    let mut coarse_alpha = coarse.mask.clone();
-    solve_cascade(
-        rgb,
-        mask,
-        trimap,
-        &coarse,
-        &mut coarse_alpha,
-        CASCADE_COARSEST_ITERATIONS,
-    );
-    let coef = guided::Coefficients::new(&coarse, &coarse_alpha);
-    guided::upsample_shrunk(&coef, small, 2.0, alpha);
+        let coef = guided::Coefficients::new(&coarse, &coarse_alpha);
+        guided::upsample_shrunk(&coef, small, 2.0, alpha);
+        (CASCADE_WORK / unknowns).clamp(CASCADE_ITERATIONS.0, CASCADE_ITERATIONS.1)
+    };
     closed_form::solve_with(
         &small.rgb,
         small.w,
@@ -207,6 +200,6 @@ fn solve_cascade(
         &small.trimap,
         alpha,
         Some(prior(small)),
-        (CASCADE_WORK / unknowns).clamp(CASCADE_ITERATIONS.0, CASCADE_ITERATIONS.1),
+        iterations,
     )
 }
