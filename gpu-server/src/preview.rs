@@ -32,7 +32,16 @@ pub fn preview(picture: &image::RgbaImage) -> Result<Vec<u8>, String> {
     }
     let scale = f64::from(PREVIEW_SIDE) / f64::from(long);
     let side = |n: u32| ((f64::from(n) * scale).round() as u32).clamp(1, PREVIEW_SIDE);
-    let small = shared::resize::rgba(picture, side(w), side(h), shared::resize::Filter::Lanczos3);
+    // fast_image_resize (SIMD, alpha premultiplied for the filter) rather than the Pillow-exact
+    // resize the model's input needs: a preview needs no bit-exactness, and at 12 MP this took
+    // the preview from 590–730 to 500–590 ms (AMD EPYC; the rest is libwebp's encoding).
+    let mut small = image::RgbaImage::new(side(w), side(h));
+    let opts = fast_image_resize::ResizeOptions::new().resize_alg(
+        fast_image_resize::ResizeAlg::Convolution(fast_image_resize::FilterType::Lanczos3),
+    );
+    fast_image_resize::Resizer::new()
+        .resize(picture, &mut small, &opts)
+        .map_err(|e| format!("scaling the preview: {e}"))?;
     webp_rgba(small.as_raw(), small.width(), small.height())
 }
 
