@@ -236,7 +236,8 @@ fn f32_slice(t: &FlexTensor) -> Option<Cow<'_, [f32]>> {
 pub enum Kernels {
     /// Plain Rust, any CPU.
     Portable,
-    /// AVX2 and FMA: the direct convolution in 8-lane vectors (most laptops and desktops).
+    /// AVX2 and FMA: the direct convolution and Winograd in 8-lane vectors (most laptops and
+    /// desktops).
     Avx2,
     /// AVX-512F: the direct convolution in 16 lanes, and Winograd for the large layers.
     Avx512,
@@ -280,11 +281,6 @@ impl Kernels {
             Kernels::Avx512 => "avx512",
         }
     }
-}
-
-/// Whether the AVX-512 kernels run.
-fn avx512() -> bool {
-    Kernels::current() == Kernels::Avx512
 }
 
 /// An output buffer's base pointer, shared by parallel tasks that each write a disjoint part.

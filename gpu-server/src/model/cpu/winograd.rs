@@ -5,8 +5,12 @@
 //! `Y = Aᵀ [ Σ_ci (G g Gᵀ) ⊙ (Bᵀ d B) ] A`. The sum over input channels is 36 independent
 //! matrix products `M[ξ] = U[ξ] · V[ξ]`, computed with the same register blocking as the direct
 //! kernel (8 output channels × 32 tiles, broadcast weights). Tiles are processed in blocks of 32
-//! per thread; the input and output transforms run on 16 tiles at once (gather/scatter). Needs
-//! AVX-512F; callers use [`super::conv3x3`]'s direct kernel otherwise.
+//! per thread; the input and output transforms run on 16 tiles at once (gather/scatter). With
+//! AVX2 and FMA only (no AVX-512), the same algorithm runs in 8-lane vectors: blocks of 16
+//! tiles × 4 output channels (12 of the 16 registers accumulate), and tiles de-interleaved by a
+//! 4×4 transpose within each 128-bit half, which puts them in lanes 0 2 4 6 1 3 5 7; the same
+//! transpose on the way out puts the columns back in order. Elsewhere callers use
+//! [`super::conv3x3`]'s direct kernel.
 //!
 //! Accuracy: F(4×4, 3×3) in f32 differs from direct convolution by ~1e-6 relative, well inside
 //! the model's parity bound (the parity tests run through this path).
@@ -19,29 +23,62 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::{
-    OutPtr, avx512,
+    Kernels, OutPtr,
     conv3x3::{Conv3x3, Input},
 };
 
-const LANES: usize = 16;
-/// Tiles per block: two vectors of 16.
-const TB: usize = 32;
-const NV: usize = TB / LANES;
-/// Output channels per register block.
-const CB: usize = 8;
+/// Segments (vectors of tiles) per block.
+const NV: usize = 2;
+
+/// The vector width a Winograd kernel runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Width {
+    /// AVX-512F: 16 lanes, 8 output channels per register block.
+    Avx512,
+    /// AVX2 and FMA: 8 lanes, 4 output channels per register block.
+    Avx2,
+}
+
+impl Width {
+    /// The width [`Kernels::current`] runs, if it has a Winograd kernel.
+    fn current() -> Option<Width> {
+        match Kernels::current() {
+            Kernels::Avx512 => Some(Width::Avx512),
+            Kernels::Avx2 => Some(Width::Avx2),
+            Kernels::Portable => None,
+        }
+    }
+    /// Tiles per vector.
+    const fn lanes(self) -> usize {
+        match self {
+            Width::Avx512 => 16,
+            Width::Avx2 => 8,
+        }
+    }
+    /// Output channels per register block.
+    const fn cb(self) -> usize {
+        match self {
+            Width::Avx512 => 8,
+            Width::Avx2 => 4,
+        }
+    }
+    /// Tiles per block.
+    const fn tb(self) -> usize {
+        NV * self.lanes()
+    }
+}
 
 /// Whether this path applies and pays off for a convolution.
 pub fn suitable(p: &Conv3x3) -> bool {
-    avx512()
-        && p.dilation == 1
-        && p.height >= 8
-        && p.width >= 8
-        && p.cin >= 8
-        && p.cout.is_multiple_of(CB)
+    Width::current().is_some_and(|k| suitable_for(k, p))
 }
 
-/// `G g Gᵀ` for every (co, ci), laid out `[ξ][co / CB][ci][CB]` for the micro-kernel.
-fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+fn suitable_for(k: Width, p: &Conv3x3) -> bool {
+    p.dilation == 1 && p.height >= 8 && p.width >= 8 && p.cin >= 8 && p.cout.is_multiple_of(k.cb())
+}
+
+/// `G g Gᵀ` for every (co, ci), laid out `[ξ][co / cb][ci][cb]` for the micro-kernel.
+fn transform_weights(w: &[f32], cin: usize, cout: usize, cb: usize) -> Vec<f32> {
     const G: [[f32; 3]; 6] = [
         [1.0 / 4.0, 0.0, 0.0],
         [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
@@ -50,7 +87,7 @@ fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
         [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
         [0.0, 0.0, 1.0],
     ];
-    let blocks = cout / CB;
+    let blocks = cout / cb;
     let mut u = vec![0.0f32; 36 * cout * cin];
     for co in 0..cout {
         for ci in 0..cin {
@@ -67,7 +104,7 @@ fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
                 for j in 0..6 {
                     let v: f32 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
                     let xi = i * 6 + j;
-                    u[((xi * blocks + co / CB) * cin + ci) * CB + co % CB] = v;
+                    u[((xi * blocks + co / cb) * cin + ci) * cb + co % cb] = v;
                 }
             }
         }
@@ -79,10 +116,11 @@ fn transform_weights(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 /// scattered store per output value over every 3×3 kernel of the network, redone every forward
 /// pass before this cache. Entries are addressed by the weights' values (two independent 64-bit
 /// hashes, the channel counts and the length), so identical weights share an entry, and weights
-/// that change or a freed buffer reused for others can never be mistaken for cached ones. The
-/// cache is emptied when it holds more than [`CACHE_ENTRIES`] (a process that loads many
-/// different models), bounding it at that many convolutions' weights × 4.
-type WeightKey = (u64, u64, usize, usize, usize);
+/// that change or a freed buffer reused for others can never be mistaken for cached ones (the
+/// register block, which sets the layout, is part of the key). The cache is emptied when it
+/// holds more than [`CACHE_ENTRIES`] (a process that loads many different models), bounding it
+/// at that many convolutions' weights × 4.
+type WeightKey = (u64, u64, usize, usize, usize, usize);
 const CACHE_ENTRIES: usize = 256;
 static WEIGHTS: std::sync::Mutex<Option<std::collections::HashMap<WeightKey, Arc<Vec<f32>>>>> =
     std::sync::Mutex::new(None);
@@ -115,9 +153,9 @@ fn fingerprint(w: &[f32]) -> (u64, u64) {
 }
 
 /// [`transform_weights`], cached (see [`WEIGHTS`]).
-fn cached_weights(w: &[f32], cin: usize, cout: usize) -> Arc<Vec<f32>> {
+fn cached_weights(w: &[f32], cin: usize, cout: usize, cb: usize) -> Arc<Vec<f32>> {
     let (h1, h2) = fingerprint(w);
-    let key = (h1, h2, w.len(), cin, cout);
+    let key = (h1, h2, w.len(), cin, cout, cb);
     let lock = || {
         WEIGHTS
             .lock()
@@ -126,7 +164,7 @@ fn cached_weights(w: &[f32], cin: usize, cout: usize) -> Arc<Vec<f32>> {
     if let Some(hit) = lock().as_ref().and_then(|m| m.get(&key)) {
         return Arc::clone(hit);
     }
-    let u = Arc::new(transform_weights(w, cin, cout));
+    let u = Arc::new(transform_weights(w, cin, cout, cb));
     let mut cache = lock();
     let map = cache.get_or_insert_with(Default::default);
     if map.len() >= CACHE_ENTRIES {
@@ -149,14 +187,31 @@ pub fn conv3x3(
     residual: Option<&[f32]>,
     p: &Conv3x3,
 ) -> Vec<f32> {
-    assert!(suitable(p), "winograd path used outside its domain: {p:?}");
+    let width = Width::current().expect("winograd path used without its kernels");
+    conv3x3_in(width, inputs, weight, bias, residual, p)
+}
+
+/// [`conv3x3`] in vectors of `width`, which the CPU must have.
+fn conv3x3_in(
+    width: Width,
+    inputs: &[Input<'_>],
+    weight: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    p: &Conv3x3,
+) -> Vec<f32> {
+    assert!(
+        suitable_for(width, p),
+        "winograd path used outside its domain: {p:?}"
+    );
+    let (lanes, cb, tb) = (width.lanes(), width.cb(), width.tb());
     let (th, tw) = (p.height.div_ceil(4), p.width.div_ceil(4));
-    // Tiles run in segments of 16 (one vector) along a tile row; blocks hold up to NV segments.
-    let segments = tw.div_ceil(LANES);
+    // Tiles run in segments of one vector along a tile row; blocks hold up to NV segments.
+    let segments = tw.div_ceil(lanes);
     // The input padded by 1 (the conv's own padding) and out to whole segments, plus the 4
     // columns the last tile's window reaches past its segment.
-    let (rows, stride) = (4 * th + 2, 4 * LANES * segments + 4);
-    let u = cached_weights(weight, p.cin, p.cout);
+    let (rows, stride) = (4 * th + 2, 4 * lanes * segments + 4);
+    let u = cached_weights(weight, p.cin, p.cout, cb);
     let plane = p.height * p.width;
     let mut out = vec![0.0f32; p.batch * p.cout * plane];
     let out_ptr = OutPtr(out.as_mut_ptr());
@@ -164,7 +219,7 @@ pub fn conv3x3(
         .flat_map(|ty| {
             (0..segments)
                 .step_by(NV)
-                .map(move |s| (ty, s * LANES, (segments - s).min(NV)))
+                .map(move |s| (ty, s * lanes, (segments - s).min(NV)))
         })
         .collect();
     for b in 0..p.batch {
@@ -173,8 +228,8 @@ pub fn conv3x3(
         blocks.par_iter().for_each(|&(ty, tx0, nv)| {
             SCRATCH.with_borrow_mut(|(v, m)| {
                 // Every element read is written first, so the buffers need no clearing.
-                v.resize(36 * p.cin * TB, 0.0);
-                m.resize(36 * CB * TB, 0.0);
+                v.resize(36 * p.cin * tb, 0.0);
+                m.resize(36 * cb * tb, 0.0);
                 let block = Block {
                     input: &padded,
                     stride,
@@ -186,15 +241,17 @@ pub fn conv3x3(
                     residual: res,
                     out: out_ptr.get().wrapping_add(b * p.cout * plane),
                 };
-                // SAFETY: AVX-512F checked by `suitable`; loads stay inside the padded input
+                // SAFETY: the CPU has `width`'s features (the caller's contract: `Width`s
+                // come from `Kernels`, which detects them); loads stay inside the padded input
                 // (its stride covers whole segments plus the window overhang); stores are
                 // masked to the image and each block writes only its own tiles.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    if nv == 2 {
-                        block.run::<2>(v, m, p);
-                    } else {
-                        block.run::<1>(v, m, p);
+                    match (width, nv) {
+                        (Width::Avx512, 2) => block.run::<2>(v, m, p),
+                        (Width::Avx512, _) => block.run::<1>(v, m, p),
+                        (Width::Avx2, 2) => block.run_avx2::<2>(v, m, p),
+                        (Width::Avx2, _) => block.run_avx2::<1>(v, m, p),
                     }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
@@ -223,6 +280,9 @@ impl Block<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn run<const N: usize>(&self, v: &mut [f32], m: &mut [f32], p: &Conv3x3) {
         use std::arch::x86_64::*;
+        const LANES: usize = Width::Avx512.lanes();
+        const TB: usize = Width::Avx512.tb();
+        const CB: usize = Width::Avx512.cb();
         // Lane l of a de-interleaved vector k holds column 4·l + k of a 64-column span.
         let pick: [__m512i; 4] = std::array::from_fn(|k| {
             let idx: [i32; 16] = std::array::from_fn(|l| ((4 * l + k) % 32) as i32);
@@ -375,6 +435,187 @@ impl Block<'_> {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Block<'_> {
+    /// [`Block::run`] in 8-lane AVX2 vectors: lane j of a segment is tile `[0, 2, 4, 6, 1, 3,
+    /// 5, 7][j]` of its 8 (see [`transpose4`]).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2<const N: usize>(&self, v: &mut [f32], m: &mut [f32], p: &Conv3x3) {
+        use std::arch::x86_64::*;
+        const LANES: usize = Width::Avx2.lanes();
+        const TB: usize = Width::Avx2.tb();
+        const CB: usize = Width::Avx2.cb();
+        // 1. V[ξ][ci][tile] = Bᵀ d B, for every input channel and segment.
+        for ci in 0..p.cin {
+            for j in 0..N {
+                let col0 = 4 * (self.tx0 + j * LANES);
+                let mut d = [[_mm256_setzero_ps(); 6]; 6];
+                for (r, dr) in d.iter_mut().enumerate() {
+                    let row = unsafe {
+                        self.input
+                            .as_ptr()
+                            .add(ci * self.in_plane + (4 * self.ty + r) * self.stride + col0)
+                    };
+                    // Columns 4·t + k (k < 4) of the 8 tiles t, then 4·t + 4 + k.
+                    let load = |off: usize| -> [__m256; 4] {
+                        transpose4(std::array::from_fn(|q| unsafe {
+                            _mm256_loadu_ps(row.add(off + 8 * q))
+                        }))
+                    };
+                    let (a, b) = (load(0), load(4));
+                    *dr = [a[0], a[1], a[2], a[3], b[0], b[1]];
+                }
+                let mut t = [[_mm256_setzero_ps(); 6]; 6];
+                for c in 0..6 {
+                    let col = bt8([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
+                    for r in 0..6 {
+                        t[r][c] = col[r];
+                    }
+                }
+                for (r, tr) in t.iter().enumerate() {
+                    for (c, &val) in bt8(*tr).iter().enumerate() {
+                        let at = ((r * 6 + c) * p.cin + ci) * TB + j * LANES;
+                        unsafe { _mm256_storeu_ps(v.as_mut_ptr().add(at), val) };
+                    }
+                }
+            }
+        }
+        let blocks = p.cout / CB;
+        let plane = p.height * p.width;
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for blk in 0..blocks {
+            // 2. M[ξ][c][tile] = Σ_ci U[ξ][blk·4 + c][ci] · V[ξ][ci][tile]
+            for xi in 0..36 {
+                let mut acc = [[_mm256_setzero_ps(); N]; CB];
+                let ub = unsafe { self.u.as_ptr().add((xi * blocks + blk) * p.cin * CB) };
+                let vb = unsafe { v.as_ptr().add(xi * p.cin * TB) };
+                for ci in 0..p.cin {
+                    let vv: [__m256; N] = std::array::from_fn(|j| unsafe {
+                        _mm256_loadu_ps(vb.add(ci * TB + j * LANES))
+                    });
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        let w = _mm256_set1_ps(unsafe { *ub.add(ci * CB + c) });
+                        for j in 0..N {
+                            a[j] = _mm256_fmadd_ps(w, vv[j], a[j]);
+                        }
+                    }
+                }
+                for (c, a) in acc.iter().enumerate() {
+                    for (j, &aj) in a.iter().enumerate() {
+                        unsafe {
+                            _mm256_storeu_ps(m.as_mut_ptr().add((xi * CB + c) * TB + j * LANES), aj)
+                        };
+                    }
+                }
+            }
+            // 3. Y = Aᵀ M A, then bias, activation, residual, stored row by row.
+            for c in 0..CB {
+                let co = blk * CB + c;
+                let bias = _mm256_set1_ps(self.bias[co]);
+                for j in 0..N {
+                    let mut s = [[_mm256_setzero_ps(); 6]; 4];
+                    for col in 0..6 {
+                        let mc: [__m256; 6] = std::array::from_fn(|r| unsafe {
+                            _mm256_loadu_ps(
+                                m.as_ptr().add(((r * 6 + col) * CB + c) * TB + j * LANES),
+                            )
+                        });
+                        for (r, val) in at8(mc).into_iter().enumerate() {
+                            s[r][col] = val;
+                        }
+                    }
+                    let x0 = 4 * (self.tx0 + j * LANES);
+                    for (i, si) in s.iter().enumerate() {
+                        let y = 4 * self.ty + i;
+                        if y >= p.height {
+                            break;
+                        }
+                        // Vector q of the transpose is columns 8q..8q+8 of the segment.
+                        let cols = transpose4(at8(*si));
+                        for (q, &col) in cols.iter().enumerate() {
+                            let x = x0 + 8 * q;
+                            if x >= p.width {
+                                break;
+                            }
+                            let left = (p.width - x).min(8) as i32;
+                            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane);
+                            let mut val = _mm256_add_ps(col, bias);
+                            if p.relu {
+                                val = _mm256_max_ps(val, _mm256_setzero_ps());
+                            }
+                            let at = co * plane + y * p.width + x;
+                            if let Some(r) = self.residual {
+                                val = _mm256_add_ps(val, unsafe {
+                                    _mm256_maskload_ps(r.as_ptr().add(at), mask)
+                                });
+                            }
+                            unsafe { _mm256_maskstore_ps(self.out.add(at), mask, val) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A 4×4 transpose within each 128-bit half: element k of half h of result r is element r of
+/// half h of input k. Loaded from 32 consecutive columns, the four results hold columns
+/// 4·t + r of the 8 tiles t, in lanes ordered 0 2 4 6 1 3 5 7; applied to such four vectors,
+/// it gives back the 32 columns in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn transpose4(x: [std::arch::x86_64::__m256; 4]) -> [std::arch::x86_64::__m256; 4] {
+    use std::arch::x86_64::*;
+    let t0 = _mm256_unpacklo_ps(x[0], x[1]);
+    let t1 = _mm256_unpackhi_ps(x[0], x[1]);
+    let t2 = _mm256_unpacklo_ps(x[2], x[3]);
+    let t3 = _mm256_unpackhi_ps(x[2], x[3]);
+    [
+        _mm256_shuffle_ps::<0x44>(t0, t2),
+        _mm256_shuffle_ps::<0xEE>(t0, t2),
+        _mm256_shuffle_ps::<0x44>(t1, t3),
+        _mm256_shuffle_ps::<0xEE>(t1, t3),
+    ]
+}
+
+/// [`bt`] in 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn bt8(d: [std::arch::x86_64::__m256; 6]) -> [std::arch::x86_64::__m256; 6] {
+    use std::arch::x86_64::*;
+    let s = _mm256_set1_ps;
+    let (add, sub, fma) = (_mm256_add_ps, _mm256_sub_ps, _mm256_fmadd_ps);
+    let o0 = fma(s(4.0), d[0], fma(s(-5.0), d[2], d[4]));
+    let a = fma(s(-4.0), d[2], d[4]);
+    let b = fma(s(4.0), d[1], _mm256_sub_ps(_mm256_setzero_ps(), d[3]));
+    let o1 = sub(a, b);
+    let o2 = add(a, b);
+    let c = sub(d[4], d[2]);
+    let e = _mm256_mul_ps(s(2.0), sub(d[3], d[1]));
+    let o3 = add(c, e);
+    let o4 = sub(c, e);
+    let o5 = fma(s(4.0), d[1], fma(s(-5.0), d[3], d[5]));
+    [o0, o1, o2, o3, o4, o5]
+}
+
+/// [`at`] in 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn at8(m: [std::arch::x86_64::__m256; 6]) -> [std::arch::x86_64::__m256; 4] {
+    use std::arch::x86_64::*;
+    let s = _mm256_set1_ps;
+    let (add, sub, fma) = (_mm256_add_ps, _mm256_sub_ps, _mm256_fmadd_ps);
+    let p12 = add(m[1], m[2]);
+    let m12 = sub(m[1], m[2]);
+    let p34 = add(m[3], m[4]);
+    let m34 = sub(m[3], m[4]);
+    let o0 = add(add(m[0], p12), p34);
+    let o1 = fma(s(2.0), m34, m12);
+    let o2 = fma(s(4.0), p34, p12);
+    let o3 = add(fma(s(8.0), m34, m12), m[5]);
+    [o0, o1, o2, o3]
+}
+
 /// `Bᵀ x` for F(4×4, 3×3).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -431,31 +672,60 @@ mod tests {
     fn cached_weights_follow_the_values() {
         let (cin, cout) = (16, 8);
         let mut w = test_data(cout * cin * 9, 7);
-        let first = cached_weights(&w, cin, cout);
-        assert_eq!(*first, transform_weights(&w, cin, cout));
+        let first = cached_weights(&w, cin, cout, 8);
+        assert_eq!(*first, transform_weights(&w, cin, cout, 8));
         let copy = w.clone();
-        assert!(Arc::ptr_eq(&first, &cached_weights(&copy, cin, cout)));
+        assert!(Arc::ptr_eq(&first, &cached_weights(&copy, cin, cout, 8)));
         w[5] += 1.0;
-        let changed = cached_weights(&w, cin, cout);
+        let changed = cached_weights(&w, cin, cout, 8);
         assert!(!Arc::ptr_eq(&first, &changed));
-        assert_eq!(*changed, transform_weights(&w, cin, cout));
+        assert_eq!(*changed, transform_weights(&w, cin, cout, 8));
         // The same values read as other channel counts are other weights.
-        let other = cached_weights(&w, cin * 2, cout / 2);
-        assert_eq!(*other, transform_weights(&w, cin * 2, cout / 2));
+        let other = cached_weights(&w, cin * 2, cout / 2, 8);
+        assert_eq!(*other, transform_weights(&w, cin * 2, cout / 2, 8));
+        // And in another register block's layout.
+        let narrow = cached_weights(&w, cin, cout, 4);
+        assert!(!Arc::ptr_eq(&changed, &narrow));
+        assert_eq!(*narrow, transform_weights(&w, cin, cout, 4));
+    }
+
+    /// The widths this CPU can run.
+    fn widths() -> Vec<Width> {
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                out.push(Width::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                out.push(Width::Avx2);
+            }
+        }
+        out
     }
 
     #[test]
     fn matches_the_definition() {
-        if !avx512() {
-            eprintln!("no AVX-512F on this CPU: the Winograd path is never used here");
+        let widths = widths();
+        if widths.is_empty() {
+            eprintln!("no AVX2 or AVX-512F on this CPU: the Winograd path is never used here");
             return;
         }
+        for width in widths {
+            matches_the_definition_in(width);
+        }
+    }
+
+    fn matches_the_definition_in(width: Width) {
         for (cin, cout, h, w) in [
             (16, 8, 8, 8),
             (32, 16, 13, 37),
             (64, 64, 20, 20),
             (9, 24, 33, 9),
             (16, 8, 10, 150),
+            (8, 12, 11, 70),
         ] {
             for (relu, with_res) in [(false, false), (true, true)] {
                 let p = Conv3x3 {
@@ -467,12 +737,16 @@ mod tests {
                     dilation: 1,
                     relu,
                 };
+                if !suitable_for(width, &p) {
+                    continue;
+                }
                 let x = test_data(p.batch * cin * h * w, 1);
                 let wt = test_data(cout * cin * 9, 2);
                 let b = test_data(cout, 3);
                 let res = test_data(p.batch * cout * h * w, 4);
                 let r = with_res.then_some(res.as_slice());
-                let got = conv3x3(
+                let got = conv3x3_in(
+                    width,
                     &[Input {
                         data: &x,
                         channels: cin,
@@ -488,7 +762,7 @@ mod tests {
                     .zip(&want)
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f32::max);
-                assert!(err < 1e-3, "{p:?}: max abs {err}");
+                assert!(err < 1e-3, "{width:?} {p:?}: max abs {err}");
             }
         }
     }
