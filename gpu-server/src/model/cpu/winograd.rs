@@ -578,85 +578,77 @@ fn transpose4(x: [std::arch::x86_64::__m256; 4]) -> [std::arch::x86_64::__m256; 
     ]
 }
 
-/// [`bt`] in 8 lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn bt8(d: [std::arch::x86_64::__m256; 6]) -> [std::arch::x86_64::__m256; 6] {
-    use std::arch::x86_64::*;
-    let s = _mm256_set1_ps;
-    let (add, sub, fma) = (_mm256_add_ps, _mm256_sub_ps, _mm256_fmadd_ps);
-    let o0 = fma(s(4.0), d[0], fma(s(-5.0), d[2], d[4]));
-    let a = fma(s(-4.0), d[2], d[4]);
-    let b = fma(s(4.0), d[1], _mm256_sub_ps(_mm256_setzero_ps(), d[3]));
-    let o1 = sub(a, b);
-    let o2 = add(a, b);
-    let c = sub(d[4], d[2]);
-    let e = _mm256_mul_ps(s(2.0), sub(d[3], d[1]));
-    let o3 = add(c, e);
-    let o4 = sub(c, e);
-    let o5 = fma(s(4.0), d[1], fma(s(-5.0), d[3], d[5]));
-    [o0, o1, o2, o3, o4, o5]
+/// `Bᵀ x` and `Aᵀ m` of F(4×4, 3×3) for one vector type: the same formulas in AVX-512 and AVX2.
+macro_rules! transforms {
+    ($bt:ident, $at:ident, $v:ty, $feature:literal, $set1:ident, $add:ident, $sub:ident, $mul:ident, $fma:ident, $zero:ident) => {
+        /// `Bᵀ x` for F(4×4, 3×3).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        fn $bt(d: [$v; 6]) -> [$v; 6] {
+            use std::arch::x86_64::*;
+            let s = $set1;
+            let (add, sub, fma) = ($add, $sub, $fma);
+            // 4 d0 - 5 d2 + d4
+            let o0 = fma(s(4.0), d[0], fma(s(-5.0), d[2], d[4]));
+            // ±4 d1 - 4 d2 ∓ d3 + d4 -> a = d4 - 4 d2, b = 4 d1 - d3
+            let a = fma(s(-4.0), d[2], d[4]);
+            let b = fma(s(4.0), d[1], sub($zero(), d[3]));
+            let o1 = sub(a, b);
+            let o2 = add(a, b);
+            // ∓2 d1 - d2 ± 2 d3 + d4 -> c = d4 - d2, e = 2 (d3 - d1)
+            let c = sub(d[4], d[2]);
+            let e = $mul(s(2.0), sub(d[3], d[1]));
+            let o3 = add(c, e);
+            let o4 = sub(c, e);
+            // 4 d1 - 5 d3 + d5
+            let o5 = fma(s(4.0), d[1], fma(s(-5.0), d[3], d[5]));
+            [o0, o1, o2, o3, o4, o5]
+        }
+
+        /// `Aᵀ m` for F(4×4, 3×3).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        fn $at(m: [$v; 6]) -> [$v; 4] {
+            use std::arch::x86_64::*;
+            let s = $set1;
+            let (add, sub, fma) = ($add, $sub, $fma);
+            let p12 = add(m[1], m[2]);
+            let m12 = sub(m[1], m[2]);
+            let p34 = add(m[3], m[4]);
+            let m34 = sub(m[3], m[4]);
+            let o0 = add(add(m[0], p12), p34);
+            let o1 = fma(s(2.0), m34, m12);
+            let o2 = fma(s(4.0), p34, p12);
+            let o3 = add(fma(s(8.0), m34, m12), m[5]);
+            [o0, o1, o2, o3]
+        }
+    };
 }
 
-/// [`at`] in 8 lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn at8(m: [std::arch::x86_64::__m256; 6]) -> [std::arch::x86_64::__m256; 4] {
-    use std::arch::x86_64::*;
-    let s = _mm256_set1_ps;
-    let (add, sub, fma) = (_mm256_add_ps, _mm256_sub_ps, _mm256_fmadd_ps);
-    let p12 = add(m[1], m[2]);
-    let m12 = sub(m[1], m[2]);
-    let p34 = add(m[3], m[4]);
-    let m34 = sub(m[3], m[4]);
-    let o0 = add(add(m[0], p12), p34);
-    let o1 = fma(s(2.0), m34, m12);
-    let o2 = fma(s(4.0), p34, p12);
-    let o3 = add(fma(s(8.0), m34, m12), m[5]);
-    [o0, o1, o2, o3]
-}
-
-/// `Bᵀ x` for F(4×4, 3×3).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn bt(d: [std::arch::x86_64::__m512; 6]) -> [std::arch::x86_64::__m512; 6] {
-    use std::arch::x86_64::*;
-    let s = _mm512_set1_ps;
-    let (add, sub, fma) = (_mm512_add_ps, _mm512_sub_ps, _mm512_fmadd_ps);
-    // 4 d0 - 5 d2 + d4
-    let o0 = fma(s(4.0), d[0], fma(s(-5.0), d[2], d[4]));
-    // ±4 d1 - 4 d2 ∓ d3 + d4 -> a = d4 - 4 d2, b = 4 d1 - d3
-    let a = fma(s(-4.0), d[2], d[4]);
-    let b = fma(s(4.0), d[1], _mm512_sub_ps(_mm512_setzero_ps(), d[3]));
-    let o1 = sub(a, b);
-    let o2 = add(a, b);
-    // ∓2 d1 - d2 ± 2 d3 + d4 -> c = d4 - d2, e = 2 (d3 - d1)
-    let c = sub(d[4], d[2]);
-    let e = _mm512_mul_ps(s(2.0), sub(d[3], d[1]));
-    let o3 = add(c, e);
-    let o4 = sub(c, e);
-    // 4 d1 - 5 d3 + d5
-    let o5 = fma(s(4.0), d[1], fma(s(-5.0), d[3], d[5]));
-    [o0, o1, o2, o3, o4, o5]
-}
-
-/// `Aᵀ m` for F(4×4, 3×3).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn at(m: [std::arch::x86_64::__m512; 6]) -> [std::arch::x86_64::__m512; 4] {
-    use std::arch::x86_64::*;
-    let s = _mm512_set1_ps;
-    let (add, sub, fma) = (_mm512_add_ps, _mm512_sub_ps, _mm512_fmadd_ps);
-    let p12 = add(m[1], m[2]);
-    let m12 = sub(m[1], m[2]);
-    let p34 = add(m[3], m[4]);
-    let m34 = sub(m[3], m[4]);
-    let o0 = add(add(m[0], p12), p34);
-    let o1 = fma(s(2.0), m34, m12);
-    let o2 = fma(s(4.0), p34, p12);
-    let o3 = add(fma(s(8.0), m34, m12), m[5]);
-    [o0, o1, o2, o3]
-}
+transforms!(
+    bt,
+    at,
+    std::arch::x86_64::__m512,
+    "avx512f",
+    _mm512_set1_ps,
+    _mm512_add_ps,
+    _mm512_sub_ps,
+    _mm512_mul_ps,
+    _mm512_fmadd_ps,
+    _mm512_setzero_ps
+);
+transforms!(
+    bt8,
+    at8,
+    std::arch::x86_64::__m256,
+    "avx2,fma",
+    _mm256_set1_ps,
+    _mm256_add_ps,
+    _mm256_sub_ps,
+    _mm256_mul_ps,
+    _mm256_fmadd_ps,
+    _mm256_setzero_ps
+);
 
 #[cfg(test)]
 mod tests {
