@@ -43,15 +43,7 @@ impl Refine {
             Refine::Matting => "matting",
         }
     }
-}
 
-/// Which edition of the refinement made a result: part of a refined result's id, so that a
-/// result made again after the method changed gets a new id instead of different pixels under
-/// an id browsers and CDNs have cached as immutable. 2: [`HAZE`] and the colour of invisible
-/// pixels touching the edge.
-pub const EDITION: u32 = 2;
-
-impl Refine {
     /// The refinement as a result id spells it (`off` is not spelled: results made before
     /// refinement existed keep their ids).
     pub fn key(self) -> Option<String> {
@@ -61,6 +53,12 @@ impl Refine {
         }
     }
 }
+
+/// Which edition of the refinement made a result: part of a refined result's id, so that a
+/// result made again after the method changed gets a new id instead of different pixels under
+/// an id browsers and CDNs have cached as immutable. 2: [`HAZE`] and the colour of invisible
+/// pixels touching the edge.
+pub const EDITION: u32 = 2;
 
 impl fmt::Display for Refine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
