@@ -262,6 +262,40 @@ fn conv3x3_in(
     out
 }
 
+/// Step 2 of a block, the same loop in each vector width: `M[ξ][c][tile] = Σ_ci U[ξ][c][ci] ·
+/// V[ξ][ci][tile]` for the register block `blk`, `CB` output channels × `N` vectors of tiles in
+/// registers, one broadcast weight per channel and input channel.
+macro_rules! products {
+    ($blk_self:ident, $v:ident, $m:ident, $p:ident, $blocks:ident, $blk:ident, $n:ident, $cb:ident, $tb:ident, $lanes:ident,
+     $vec:ty, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
+        for xi in 0..36 {
+            let mut acc = [[$zero(); $n]; $cb];
+            let ub = unsafe {
+                $blk_self
+                    .u
+                    .as_ptr()
+                    .add((xi * $blocks + $blk) * $p.cin * $cb)
+            };
+            let vb = unsafe { $v.as_ptr().add(xi * $p.cin * $tb) };
+            for ci in 0..$p.cin {
+                let vv: [$vec; $n] =
+                    std::array::from_fn(|j| unsafe { $load(vb.add(ci * $tb + j * $lanes)) });
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let w = $set1(unsafe { *ub.add(ci * $cb + c) });
+                    for j in 0..$n {
+                        a[j] = $fma(w, vv[j], a[j]);
+                    }
+                }
+            }
+            for (c, a) in acc.iter().enumerate() {
+                for (j, &aj) in a.iter().enumerate() {
+                    unsafe { $store($m.as_mut_ptr().add((xi * $cb + c) * $tb + j * $lanes), aj) };
+                }
+            }
+        }
+    };
+}
+
 /// Up to `NV` segments of 16 tiles on tile row `ty`, starting at tile column `tx0`.
 struct Block<'a> {
     input: &'a [f32],
@@ -352,29 +386,24 @@ impl Block<'_> {
         let plane = p.height * p.width;
         for blk in 0..blocks {
             // 2. M[ξ][c][tile] = Σ_ci U[ξ][blk·8 + c][ci] · V[ξ][ci][tile]
-            for xi in 0..36 {
-                let mut acc = [[_mm512_setzero_ps(); N]; CB];
-                let ub = unsafe { self.u.as_ptr().add((xi * blocks + blk) * p.cin * CB) };
-                let vb = unsafe { v.as_ptr().add(xi * p.cin * TB) };
-                for ci in 0..p.cin {
-                    let vv: [__m512; N] = std::array::from_fn(|j| unsafe {
-                        _mm512_loadu_ps(vb.add(ci * TB + j * LANES))
-                    });
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        let w = _mm512_set1_ps(unsafe { *ub.add(ci * CB + c) });
-                        for j in 0..N {
-                            a[j] = _mm512_fmadd_ps(w, vv[j], a[j]);
-                        }
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    for (j, &aj) in a.iter().enumerate() {
-                        unsafe {
-                            _mm512_storeu_ps(m.as_mut_ptr().add((xi * CB + c) * TB + j * LANES), aj)
-                        };
-                    }
-                }
-            }
+            products!(
+                self,
+                v,
+                m,
+                p,
+                blocks,
+                blk,
+                N,
+                CB,
+                TB,
+                LANES,
+                __m512,
+                _mm512_setzero_ps,
+                _mm512_loadu_ps,
+                _mm512_set1_ps,
+                _mm512_fmadd_ps,
+                _mm512_storeu_ps
+            );
             // 3. Y = Aᵀ M A, then bias, activation, residual, stored row by row.
             for c in 0..CB {
                 let co = blk * CB + c;
@@ -485,29 +514,24 @@ impl Block<'_> {
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         for blk in 0..blocks {
             // 2. M[ξ][c][tile] = Σ_ci U[ξ][blk·4 + c][ci] · V[ξ][ci][tile]
-            for xi in 0..36 {
-                let mut acc = [[_mm256_setzero_ps(); N]; CB];
-                let ub = unsafe { self.u.as_ptr().add((xi * blocks + blk) * p.cin * CB) };
-                let vb = unsafe { v.as_ptr().add(xi * p.cin * TB) };
-                for ci in 0..p.cin {
-                    let vv: [__m256; N] = std::array::from_fn(|j| unsafe {
-                        _mm256_loadu_ps(vb.add(ci * TB + j * LANES))
-                    });
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        let w = _mm256_set1_ps(unsafe { *ub.add(ci * CB + c) });
-                        for j in 0..N {
-                            a[j] = _mm256_fmadd_ps(w, vv[j], a[j]);
-                        }
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    for (j, &aj) in a.iter().enumerate() {
-                        unsafe {
-                            _mm256_storeu_ps(m.as_mut_ptr().add((xi * CB + c) * TB + j * LANES), aj)
-                        };
-                    }
-                }
-            }
+            products!(
+                self,
+                v,
+                m,
+                p,
+                blocks,
+                blk,
+                N,
+                CB,
+                TB,
+                LANES,
+                __m256,
+                _mm256_setzero_ps,
+                _mm256_loadu_ps,
+                _mm256_set1_ps,
+                _mm256_fmadd_ps,
+                _mm256_storeu_ps
+            );
             // 3. Y = Aᵀ M A, then bias, activation, residual, stored row by row.
             for c in 0..CB {
                 let co = blk * CB + c;
