@@ -61,20 +61,32 @@ pub(super) fn pad_to(
     stride: usize,
 ) -> Vec<f32> {
     let d = p.dilation;
-    let mut data = vec![0.0f32; p.cin * rows * stride];
     let plane = p.height * p.width;
-    let mut ci = 0;
-    for input in inputs {
-        for c in 0..input.channels {
-            let src = &input.data[(b * input.channels + c) * plane..][..plane];
-            for y in 0..p.height {
-                let dst = ci * rows * stride + (y + d) * stride + d;
-                data[dst..dst + p.width].copy_from_slice(&src[y * p.width..][..p.width]);
+    let chans: Vec<&[f32]> = inputs
+        .iter()
+        .flat_map(|i| i.data[b * i.channels * plane..][..i.channels * plane].chunks_exact(plane))
+        .collect();
+    // SAFETY: each channel's rows are written whole: padding, image, padding.
+    unsafe {
+        super::par_filled(p.cin * rows * stride, rows * stride, |ci, dst| {
+            let src = chans[ci];
+            for (r, row) in dst.chunks_exact_mut(stride).enumerate() {
+                let Some(y) = r.checked_sub(d).filter(|&y| y < p.height) else {
+                    zero(row);
+                    continue;
+                };
+                zero(&mut row[..d]);
+                row[d..d + p.width].write_copy_of_slice(&src[y * p.width..][..p.width]);
+                zero(&mut row[d + p.width..]);
             }
-            ci += 1;
-        }
+        })
     }
-    data
+}
+
+fn zero(xs: &mut [std::mem::MaybeUninit<f32>]) {
+    for x in xs {
+        x.write(0.0);
+    }
 }
 
 /// Weights regrouped per block of `cb` output channels as `[ci][ky][kx][cb]`, so the `cb`

@@ -1,16 +1,14 @@
 //! 2×2 max pooling, stride 2, `ceil_mode=True` (upstream `nn.MaxPool2d(2, stride=2,
 //! ceil_mode=True)`): odd sizes round up and the last window holds only the pixels that exist.
 
-use rayon::prelude::*;
-
 /// `[planes, h, w]` -> `[planes, ceil(h/2), ceil(w/2)]`.
 pub fn max_pool2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
     assert_eq!(x.len(), planes * h * w, "input size");
     let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
-    let mut out = vec![0.0f32; planes * oh * ow];
-    out.par_chunks_mut(oh * ow)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(o, src)| {
+    // SAFETY: every plane's rows and columns are all written.
+    unsafe {
+        super::par_filled(planes * oh * ow, oh * ow, |plane, o| {
+            let src = &x[plane * h * w..][..h * w];
             for y in 0..oh {
                 let r0 = &src[2 * y * w..][..w];
                 let r1 = if 2 * y + 1 < h {
@@ -22,11 +20,11 @@ pub fn max_pool2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
                 for (xo, v) in orow.iter_mut().enumerate() {
                     let x0 = 2 * xo;
                     let x1 = (x0 + 1).min(w - 1);
-                    *v = r0[x0].max(r0[x1]).max(r1[x0]).max(r1[x1]);
+                    v.write(r0[x0].max(r0[x1]).max(r1[x0]).max(r1[x1]));
                 }
             }
-        });
-    out
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,6 @@
 //! pytorch_half_pixel)` compute it: `src = (dst + 0.5) · in/out − 0.5`, clamped at 0 (a
 //! length-1 output samples index 0), neighbours clamped at the last pixel.
 
-use rayon::prelude::*;
-
 /// Source index and weight pairs for each output position along one axis.
 fn axis(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
     let scale = input as f32 / output as f32;
@@ -32,10 +30,10 @@ pub fn bilinear(
     assert_eq!(x.len(), planes * h * w, "input size");
     let ys = axis(h, oh);
     let xs = axis(w, ow);
-    let mut out = vec![0.0f32; planes * oh * ow];
-    out.par_chunks_mut(oh * ow)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(o, src)| {
+    // SAFETY: every output row of every plane is written.
+    unsafe {
+        super::par_filled(planes * oh * ow, oh * ow, |plane, o| {
+            let src = &x[plane * h * w..][..h * w];
             // Horizontal pass into two reusable rows, then blend them vertically.
             let mut cached = (usize::MAX, vec![0.0f32; ow]);
             let mut next = (usize::MAX, vec![0.0f32; ow]);
@@ -60,11 +58,11 @@ pub fn bilinear(
                 }
                 let orow = &mut o[yo * ow..][..ow];
                 for ((d, &a), &b) in orow.iter_mut().zip(&cached.1).zip(&next.1) {
-                    *d = a + ly * (b - a);
+                    d.write(a + ly * (b - a));
                 }
             }
-        });
-    out
+        })
+    }
 }
 
 #[cfg(test)]
