@@ -12,6 +12,8 @@
 //! band through at least [`MARGIN`] relaxation steps, each of which shrinks it at least by half,
 //! so the result differs from a full sweep by less than 2⁻¹² of a colour.
 
+use super::plane::Plane;
+
 /// Smoothness of F and B (pymatting's `regularization`).
 pub const REGULARIZATION: f32 = 1e-5;
 /// Weight of α's gradient in the smoothness (pymatting's `gradient_weight`).
@@ -62,8 +64,8 @@ impl Alpha for [f32] {
 pub struct Foreground {
     pub width: usize,
     pub height: usize,
-    /// Interleaved RGB in 0..1, meaningful where `active`.
-    pub rgb: Vec<f32>,
+    /// Interleaved RGB in 0..1, meaningful where `active` (elsewhere anything).
+    pub rgb: Plane,
     pub active: Vec<bool>,
 }
 
@@ -78,11 +80,14 @@ impl Foreground {
     }
 }
 
+/// One level's F and B (interleaved RGB), each value written before it is read: only the pixels
+/// of `set` are written, so a [`Plane`] needs no zeroing and its pages away from the edge are
+/// never touched.
 struct Level {
     w: usize,
     h: usize,
-    f: Vec<f32>,
-    b: Vec<f32>,
+    f: Plane,
+    b: Plane,
     set: Vec<bool>,
 }
 
@@ -139,8 +144,8 @@ pub fn estimate<A: Alpha + ?Sized>(
     let mut prev = Level {
         w: 1,
         h: 1,
-        f: fm.to_vec(),
-        b: bm.to_vec(),
+        f: Plane::from(&fm[..]),
+        b: Plane::from(&bm[..]),
         set: vec![true],
     };
     for (w, h) in level_sizes(width, height) {
@@ -190,8 +195,8 @@ pub fn estimate<A: Alpha + ?Sized>(
         let mut level = Level {
             w,
             h,
-            f: vec![0.0; n * 3],
-            b: vec![0.0; n * 3],
+            f: Plane::scratch(n * 3),
+            b: Plane::scratch(n * 3),
             set,
         };
         // Start values from the level below.
@@ -348,7 +353,7 @@ pub fn estimate<A: Alpha + ?Sized>(
     Foreground {
         width,
         height,
-        rgb: Vec::new(),
+        rgb: Plane::scratch(0),
         active: vec![false; n0],
     }
 }

@@ -16,6 +16,7 @@ pub mod closed_form;
 pub mod foreground;
 pub mod guided;
 pub mod morph;
+pub mod plane;
 pub mod trimap;
 
 pub use foreground::Foreground;
