@@ -62,10 +62,7 @@ pub(super) fn pad_to(
 ) -> Vec<f32> {
     let d = p.dilation;
     let plane = p.height * p.width;
-    let chans: Vec<&[f32]> = inputs
-        .iter()
-        .flat_map(|i| i.data[b * i.channels * plane..][..i.channels * plane].chunks_exact(plane))
-        .collect();
+    let chans = channels(inputs, b, plane);
     // SAFETY: each channel's rows are written whole: padding, image, padding.
     unsafe {
         super::par_filled(p.cin * rows * stride, rows * stride, |ci, dst| {
@@ -81,6 +78,14 @@ pub(super) fn pad_to(
             }
         })
     }
+}
+
+/// Batch item `b` of the concatenated inputs, one `plane`-sized slice per channel.
+pub(super) fn channels<'a>(inputs: &[Input<'a>], b: usize, plane: usize) -> Vec<&'a [f32]> {
+    inputs
+        .iter()
+        .flat_map(|i| i.data[b * i.channels * plane..][..i.channels * plane].chunks_exact(plane))
+        .collect()
 }
 
 fn zero(xs: &mut [std::mem::MaybeUninit<f32>]) {

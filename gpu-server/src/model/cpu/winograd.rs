@@ -232,12 +232,7 @@ fn conv3x3_in(
         })
         .collect();
     for b in 0..p.batch {
-        let chans: Vec<&[f32]> = inputs
-            .iter()
-            .flat_map(|i| {
-                i.data[b * i.channels * plane..][..i.channels * plane].chunks_exact(plane)
-            })
-            .collect();
+        let chans = super::conv3x3::channels(inputs, b, plane);
         let res = residual.map(|r| &r[b * p.cout * plane..][..p.cout * plane]);
         blocks.par_iter().for_each(|&(ty, tx0, nv)| {
             SCRATCH.with_borrow_mut(|Scratch { v, m, patch }| {
