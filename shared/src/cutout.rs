@@ -1,6 +1,6 @@
 //! The cut-out after the mask, once: the CLI (`gpu-server remove`), the API
 //! (`POST /api/v2/remove-background`) and the benchmark (`gpu-server bench --photo`) all run
-//! decode ([`crate::intake`]) → the model's mask → [`compose`] (refine, compose) → [`encode`]
+//! decode ([`crate::intake`]) → the model's mask → [`compose()`] (refine, compose) → [`encode()`]
 //! with the same [`CutoutOptions`], so the benchmark times what the service serves.
 
 use std::borrow::Cow;
@@ -220,7 +220,7 @@ pub fn compose(
     compose_timed(image, mask, opts, bg_image, &mut |_| {})
 }
 
-/// [`compose`], calling `lap` as each [`Stage`] ends (stages that do not run are not called).
+/// [`compose()`], calling `lap` as each [`Stage`] ends (stages that do not run are not called).
 pub fn compose_timed(
     image: &DynamicImage,
     mask: Mask,
@@ -313,7 +313,7 @@ pub fn encode(picture: &DynamicImage, opts: &CutoutOptions) -> Result<Vec<u8>, S
     encode::encode_dpi(picture, opts.format, opts.effects.file_dpi())
 }
 
-/// [`compose`] then [`encode`].
+/// [`compose()`] then [`encode()`].
 pub fn finish(
     image: &DynamicImage,
     mask: Mask,

@@ -5,13 +5,11 @@
 //! `image`'s own in WASM) and JPEG output [`crate::jpeg`]. A card of a cut-out is its
 //! background and watermark, the same for every share with the same settings, plus the pet in
 //! the middle: the empty card's JPEG blocks are computed once per settings and card size
-//! ([`card_base`]), and per share only the macro blocks under the pet are composed and
+//! (`card_cache::card_base`), and per share only the macro blocks under the pet are composed and
 //! transformed (those where it is wholly transparent are copied), with the same bytes as doing
 //! the whole card. [`CardSubjects`] go one step further for stored results: the pet already
 //! fitted to each card, so a card needs no decoding and no resizing. Nothing here allocates more
 //! than a few canvases of the output sizes beyond the decoded source.
-//!
-//! [`card_base`]: card_cache::card_base
 
 mod card_cache;
 mod options;
