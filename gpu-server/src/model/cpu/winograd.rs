@@ -306,6 +306,27 @@ macro_rules! products {
     };
 }
 
+/// Step 3's first half, the same in each vector width: `Aᵀ` applied to each of the 6 columns
+/// of `M` for output channel `c` and segment `j`, as 4 rows × 6 columns.
+macro_rules! columns {
+    ($m:ident, $c:ident, $j:ident, $cb:ident, $tb:ident, $lanes:ident,
+     $vec:ty, $zero:ident, $load:ident, $at:ident) => {{
+        let mut s = [[$zero(); 6]; 4];
+        for col in 0..6 {
+            let mc: [$vec; 6] = std::array::from_fn(|r| unsafe {
+                $load(
+                    $m.as_ptr()
+                        .add(((r * 6 + col) * $cb + $c) * $tb + $j * $lanes),
+                )
+            });
+            for (r, val) in $at(mc).into_iter().enumerate() {
+                s[r][col] = val;
+            }
+        }
+        s
+    }};
+}
+
 /// Up to `NV` segments of 16 tiles on tile row `ty`, starting at tile column `tx0`.
 struct Block<'a> {
     /// The input's channels (the concatenation of the inputs), one plane each.
@@ -462,17 +483,18 @@ impl Block<'_> {
                 let co = blk * CB + c;
                 let bias = _mm512_set1_ps(self.bias[co]);
                 for j in 0..N {
-                    let mut s = [[_mm512_setzero_ps(); 6]; 4];
-                    for col in 0..6 {
-                        let mc: [__m512; 6] = std::array::from_fn(|r| unsafe {
-                            _mm512_loadu_ps(
-                                m.as_ptr().add(((r * 6 + col) * CB + c) * TB + j * LANES),
-                            )
-                        });
-                        for (r, val) in at(mc).into_iter().enumerate() {
-                            s[r][col] = val;
-                        }
-                    }
+                    let s = columns!(
+                        m,
+                        c,
+                        j,
+                        CB,
+                        TB,
+                        LANES,
+                        __m512,
+                        _mm512_setzero_ps,
+                        _mm512_loadu_ps,
+                        at
+                    );
                     let x0 = 4 * (self.tx0 + j * LANES);
                     for (i, si) in s.iter().enumerate() {
                         let y = 4 * self.ty + i;
@@ -593,17 +615,18 @@ impl Block<'_> {
                 let co = blk * CB + c;
                 let bias = _mm256_set1_ps(self.bias[co]);
                 for j in 0..N {
-                    let mut s = [[_mm256_setzero_ps(); 6]; 4];
-                    for col in 0..6 {
-                        let mc: [__m256; 6] = std::array::from_fn(|r| unsafe {
-                            _mm256_loadu_ps(
-                                m.as_ptr().add(((r * 6 + col) * CB + c) * TB + j * LANES),
-                            )
-                        });
-                        for (r, val) in at8(mc).into_iter().enumerate() {
-                            s[r][col] = val;
-                        }
-                    }
+                    let s = columns!(
+                        m,
+                        c,
+                        j,
+                        CB,
+                        TB,
+                        LANES,
+                        __m256,
+                        _mm256_setzero_ps,
+                        _mm256_loadu_ps,
+                        at8
+                    );
                     let x0 = 4 * (self.tx0 + j * LANES);
                     for (i, si) in s.iter().enumerate() {
                         let y = 4 * self.ty + i;
