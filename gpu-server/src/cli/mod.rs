@@ -1,6 +1,7 @@
 //! The `gpu-server` command line. Every option is also an environment variable.
 
 mod bench;
+mod cores;
 mod remove;
 mod verify;
 

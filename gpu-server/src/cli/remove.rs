@@ -21,6 +21,7 @@ use shared::{
 };
 
 use super::ModelArgs;
+use super::cores::{self, FinishCores, Wait};
 use crate::model::Segmenter;
 
 const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
@@ -283,8 +284,9 @@ pub type StageMs = [f64; 3];
 /// before, so decoding and writing are not what the user waits for. Channels of one photo
 /// keep memory bounded (at most about five photos in flight) and the order is the inputs'.
 /// While the first photo decodes, the model warms up ([`Segmenter::warm_up`]), so the first
-/// photo's mask takes what the later ones' take. `report` gets each photo's outcome and stage
-/// times, in order, on the writing thread.
+/// photo's mask takes what the later ones' take. How the stages share the cores is in
+/// [`cores`]. `report` gets each photo's outcome and stage times, in order, on the writing
+/// thread.
 fn pipeline(
     jobs: &[&Path],
     masks: &Masks,
@@ -310,14 +312,18 @@ fn pipeline(
             }
         });
         let mut report = report;
-        scope.spawn(move || {
+        let writer = scope.spawn(move || {
+            let mut cores = FinishCores::new();
             for (i, (result, mut stages)) in masked {
                 let input = jobs[i];
                 let t = Instant::now();
-                let written = result.and_then(|(decoded, mask)| {
-                    finish(args, opts, background, single, input, &decoded, mask)
+                let written = cores.run(i + 1 == jobs.len(), || {
+                    result.and_then(|(decoded, mask)| {
+                        finish(args, opts, background, single, input, &decoded, mask)
+                    })
                 });
                 stages[2] = ms(t);
+                cores.learn(stages[1], stages[2]);
                 report(input, written, stages);
             }
         });
@@ -325,19 +331,24 @@ fn pipeline(
         if let Masks::Model(seg) = masks {
             seg.warm_up();
         }
-        for (i, (result, mut stages)) in decoded {
+        let wait = Wait::here();
+        while let Some((i, (result, mut stages))) = wait.recv(&decoded) {
             let t = Instant::now();
             let masked = result.and_then(|d| mask_of(masks, &d).map(|m| (d, m)));
             stages[1] = ms(t);
-            if to_writer.send((i, (masked, stages))).is_err() {
+            if !wait.send(&to_writer, (i, (masked, stages))) {
                 break;
             }
         }
         drop(to_writer);
+        // Help the last photos' finishing until it is done.
+        wait.until(|| writer.is_finished());
     });
 }
 
 pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
+    // Before anything starts the pool: this thread runs the model (see `cores`).
+    cores::join_the_pool();
     let files = collect_inputs(&args.inputs)?;
     if files.is_empty() {
         bail!("no JPEG, PNG or WebP files among the inputs");
