@@ -6,25 +6,23 @@
 //! while the caller sleeps on a latch, so every parallel step of the model (a few per layer)
 //! and of the matting (one per solver iteration) cost two sleeps and two wake-ups, and both
 //! stages' steps waited in one queue. On 12 noisy 1024×683 photos (AMD EPYC Zen 4, 2 cores,
-//! three alternating runs each) that was 8,800–8,900 voluntary and 12,000–16,000 involuntary
-//! context switches per run, system time 6.2–7.3% of user time, 3.38–3.64 s wall; with the
-//! model's thread in the pool and the finishing stage on one core, 1,060–1,170 and
-//! 1,300–1,500, 3.4–4.5%, 3.21–4.04 s (the machine was noisy; see the README). On 3 of 12 MP,
-//! where the finishing stage is the longer one and keeps both cores, 3.68–4.43 s against
-//! 3.74–6.40 s.
+//! default output, three alternating runs of each binary): 3.54–4.40 → 3.33–3.67 s wall,
+//! 8,700–8,850 → 1,420–1,680 voluntary and 12,500–22,000 → 1,500–1,730 involuntary context
+//! switches, 0.38–0.49 → 0.25–0.32 s system time. On 3 of 12 MP, where the finishing stage is
+//! the longer one and keeps all cores, 4.07–4.47 → 4.20–4.24 s (the README has the runs).
 
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::Duration;
 
 /// Make the calling thread worker 0 of rayon's global pool (the pool then starts one thread
 /// fewer), so the parallel work it starts runs on it and is shared by work stealing. Call it
-/// first, on the thread that will run the model; `false` where the pool already existed.
-pub fn join_the_pool() -> bool {
-    rayon::ThreadPoolBuilder::new()
+/// first, on the thread that will run the model; where the pool already existed this thread
+/// stays outside it and [`Wait`] blocks as the channels do.
+pub fn join_the_pool() {
+    // An error means the pool was made before: nothing to undo.
+    let _ = rayon::ThreadPoolBuilder::new()
         .use_current_thread()
-        .build_global()
-        .is_ok()
-        && rayon::current_thread_index().is_some()
+        .build_global();
 }
 
 /// Waiting on the pipeline's channels. On a pool worker it runs the pool's queued work
