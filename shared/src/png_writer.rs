@@ -8,14 +8,23 @@
 //! 11.6 MB in 3.7 s. Pieces deflated side by side give about rembg's size in a tenth of its
 //! time. Each piece ends on a byte boundary (a sync flush), so the pieces concatenate into one
 //! valid deflate stream; they share no history, which costs a fraction of a percent. zlib-rs is
-//! called directly rather than through flate2 for Pillow's `Filtered` strategy and memory level.
+//! called through its zlib C API (`libz-rs-sys`, still pure Rust) rather than through flate2 for
+//! Pillow's `Filtered` strategy and memory level, and for `deflateTune` ([`SEARCH`]).
 
-/// The deflate level. zlib-rs (like zlib-ng) runs levels 4–6 with its fast "medium" matcher; on
-/// a noisy 12 MP cut-out (AMD EPYC) 4 wrote 11.64 MB in 237 ms, 5 11.52 MB in 343 ms, 6 11.32 MB
-/// in 575 ms, and rembg's Pillow 11.58 MB in about 3.7 s.
-pub const LEVEL: i32 = 5;
-/// Rows per piece deflated both ways to choose its filtering.
-const SAMPLE_ROWS: usize = 16;
+/// How `Up`-filtered pieces are deflated: zlib-rs's level 5, which (like zlib-ng) runs levels
+/// 4–6 with a fast "medium" matcher. On noisy photos, where `Up` wins, a lazier search gains
+/// 0.5% for half as much time again (the noisy 12 MP cut-out: 28.29 → 28.15 MB over three).
+const UP_LEVEL: i32 = 5;
+/// How adaptively filtered pieces are deflated: the lazy matcher of zlib-rs's levels 7–9
+/// (`deflate_slow`) with zlib's own level-5 limits ([`SEARCH`]), which zlib-rs's levels do not
+/// offer. On the adaptively filtered pieces of our default cut-outs of the 12 noisy 1024×683
+/// photos of `scripts/bench-u2netp` (AMD EPYC Zen 4, one core, deflate alone): level 5 8.18 MB
+/// in 408 ms, level 7 7.80 MB in 1,009 ms, level 7 with these limits 7.88 MB in 520 ms.
+const ADAPTIVE_LEVEL: i32 = 7;
+/// The lazy matcher's limits (good, lazy, nice, chain) for [`ADAPTIVE_LEVEL`]: zlib's level 5.
+const SEARCH: (i32, i32, i32, i32) = (8, 16, 32, 32);
+/// Filtered bytes per piece deflated both ways to choose its filtering.
+const SAMPLE_BYTES: usize = 32 << 10;
 /// Filtered bytes per independently deflated piece: big enough that the lost history is
 /// negligible, small enough that a 12 MP picture keeps every core busy.
 const PIECE: usize = 1 << 20;
@@ -158,8 +167,14 @@ fn filtered(
 /// for the last, with the final block); and their Adler-32 with its length.
 ///
 /// The filtering is chosen per piece: libpng's adaptive heuristic makes 1024×683 cut-outs 2–3%
-/// smaller than `Up` alone but noisy 12 MP ones 8% larger (measured, AMD EPYC), so the first
-/// [`SAMPLE_ROWS`] rows are deflated both ways at level 1 and the smaller way filters the piece.
+/// smaller than `Up` alone but noisy 12 MP ones 8% larger (measured, AMD EPYC), so the piece's
+/// first rows ([`SAMPLE_BYTES`], at least two) are filtered and deflated both ways, each as its
+/// piece would be, and the smaller way filters the piece. Measured on `scripts/bench-u2netp`'s
+/// photos (AMD EPYC Zen 4): the default cut-outs of the 12 noisy 1024×683 photos 8.17 → 7.90 MB
+/// (rembg 7.94 MB), of the three noisy 12 MP ones 28.27 → 28.22 MB; the 12 MP cat of `gpu-server
+/// bench --photo` 11.66 → 11.63 MB in 337–342 → 388–395 ms. Before, 16 rows deflated at level 1
+/// chose, and every piece was deflated at level 5: at 1024×683 that choice was the wrong one for
+/// 15 of the 36 pieces.
 fn piece(
     pixels: &[u8],
     stride: usize,
@@ -167,50 +182,86 @@ fn piece(
     rows: (usize, usize),
     last: bool,
 ) -> (Vec<u8>, u32, usize) {
-    let sample = (rows.0, rows.1.min(SAMPLE_ROWS));
-    let adaptive = deflate(&filtered(pixels, stride, bpp, sample, true), 1, false).len()
-        < deflate(&filtered(pixels, stride, bpp, sample, false), 1, false).len();
+    let sample = (rows.0, rows.1.min((SAMPLE_BYTES / stride).max(2)));
+    let trial = |adaptive| {
+        deflate_filtered(
+            &filtered(pixels, stride, bpp, sample, adaptive),
+            adaptive,
+            false,
+        )
+    };
+    let adaptive = trial(true).len() < trial(false).len();
     let data = filtered(pixels, stride, bpp, rows, adaptive);
     let mut adler = simd_adler32::Adler32::new();
     adler.write(&data);
-    (deflate(&data, LEVEL, last), adler.finish(), data.len())
+    (
+        deflate_filtered(&data, adaptive, last),
+        adler.finish(),
+        data.len(),
+    )
 }
 
-/// `data` as raw deflate at `level`, ended on a byte boundary (a sync flush) or, when `last`,
-/// with the final block. The `Filtered` strategy and the largest memory level are Pillow's
-/// settings for PNG; they suit filtered rows.
-fn deflate(data: &[u8], level: i32, last: bool) -> Vec<u8> {
-    let mut z = zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
-        level,
-        method: zlib_rs::Method::Deflated,
-        // Raw deflate: the pieces are joined under one zlib header.
-        window_bits: -15,
-        mem_level: 9,
-        strategy: zlib_rs::Strategy::Filtered,
-    });
-    let flush = if last {
-        zlib_rs::DeflateFlush::Finish
+/// Rows filtered adaptively or all `Up`, deflated as suits each (see [`UP_LEVEL`]).
+fn deflate_filtered(data: &[u8], adaptive: bool, last: bool) -> Vec<u8> {
+    if adaptive {
+        deflate(data, ADAPTIVE_LEVEL, Some(SEARCH), last)
     } else {
-        zlib_rs::DeflateFlush::SyncFlush
-    };
-    let mut out = vec![0u8; data.len() + data.len() / 64 + 1024];
-    loop {
-        let (consumed, produced) = (z.total_in() as usize, z.total_out() as usize);
-        if produced == out.len() {
-            out.resize(out.len() + data.len() / 4 + 1024, 0);
-        }
-        let status = z
-            .compress(&data[consumed..], &mut out[produced..], flush)
-            .expect("deflating into memory");
-        let done_input = z.total_in() as usize == data.len();
-        let room_left = (z.total_out() as usize) < out.len();
-        match status {
-            zlib_rs::Status::StreamEnd => break,
-            _ if done_input && room_left && !last => break,
-            _ => {}
-        }
+        deflate(data, UP_LEVEL, None, last)
     }
-    out.truncate(z.total_out() as usize);
+}
+
+/// `data` as raw deflate at `level` (with the matcher's limits `search`, as `deflateTune` takes
+/// them), ended on a byte boundary (a sync flush) or, when `last`, with the final block. The
+/// `Filtered` strategy and the largest memory level are Pillow's settings for PNG; they suit
+/// filtered rows.
+fn deflate(data: &[u8], level: i32, search: Option<(i32, i32, i32, i32)>, last: bool) -> Vec<u8> {
+    use libz_rs_sys as z;
+    let ok = |code: i32, what: &str| assert_eq!(code, z::Z_OK, "zlib-rs {what}");
+    let mut stream = z::z_stream::default();
+    let mut out = Vec::new();
+    // SAFETY: `stream` is initialised by `deflateInit2_` before any other call and ended by
+    // `deflateEnd`; `next_in`/`next_out` point into `data` and `out`, which outlive the calls, for
+    // `avail_in`/`avail_out` bytes (each under 4 GiB: the caller deflates pieces of 1 MiB).
+    unsafe {
+        ok(
+            z::deflateInit2_(
+                &mut stream,
+                level,
+                z::Z_DEFLATED,
+                // Raw deflate: the pieces are joined under one zlib header.
+                -15,
+                9,
+                z::Z_FILTERED,
+                z::zlibVersion(),
+                std::mem::size_of::<z::z_stream>() as i32,
+            ),
+            "deflateInit2",
+        );
+        if let Some((good, lazy, nice, chain)) = search {
+            ok(
+                z::deflateTune(&mut stream, good, lazy, nice, chain),
+                "deflateTune",
+            );
+        }
+        // Room for the worst case (zlib's bound) and the sync flush's empty block.
+        out.resize(
+            z::deflateBound(&mut stream, data.len() as _) as usize + 16,
+            0,
+        );
+        stream.next_in = data.as_ptr();
+        stream.avail_in = u32::try_from(data.len()).expect("a piece under 4 GiB");
+        stream.next_out = out.as_mut_ptr();
+        stream.avail_out = u32::try_from(out.len()).expect("a piece under 4 GiB");
+        let flush = if last { z::Z_FINISH } else { z::Z_SYNC_FLUSH };
+        let code = z::deflate(&mut stream, flush);
+        // With room for the whole output, one call consumes all input and flushes.
+        let done = if last { z::Z_STREAM_END } else { z::Z_OK };
+        assert_eq!(code, done, "zlib-rs deflate");
+        assert_eq!(stream.avail_in, 0, "zlib-rs deflate consumed every byte");
+        let produced = stream.total_out as usize;
+        z::deflateEnd(&mut stream);
+        out.truncate(produced);
+    }
     out
 }
 
@@ -314,6 +365,51 @@ mod tests {
                 assert_eq!((info.width, info.height), (w, h));
                 assert_eq!(back, pixels, "{w}×{h} {layout:?}");
             }
+        }
+    }
+
+    #[test]
+    fn each_piece_takes_the_filtering_that_deflates_it_smaller() {
+        // Two pictures where the ways differ: a smooth diagonal gradient (adaptive filtering
+        // wins) and a gradient with strong grain, as a noisy photo has (`Up` wins).
+        let (w, h, bpp) = (512usize, 200usize, 4usize);
+        let stride = w * bpp;
+        let gradient: Vec<u8> = (0..stride * h)
+            .map(|i| ((i % stride) / bpp + 2 * (i / stride)) as u8 ^ (i % bpp) as u8)
+            .collect();
+        let hash = |i: usize| {
+            (i.wrapping_mul(2654435761)
+                .wrapping_add(i >> 3)
+                .wrapping_mul(40503)
+                >> 13) as i32
+        };
+        // A sum of four uniform draws: roughly Gaussian, σ about 6 levels.
+        let grain = |i: usize| (0..4).map(|k| hash(4 * i + k) % 5).sum::<i32>() * 2 - 16;
+        let grainy: Vec<u8> = (0..stride * h)
+            .map(|i| {
+                let (x, y, c) = ((i % stride) / bpp, i / stride, i % bpp);
+                let v = if c == 3 {
+                    255
+                } else {
+                    (60 + x / 8 + y / 4 + c * 30) as i32 + grain(i)
+                };
+                v.clamp(0, 255) as u8
+            })
+            .collect();
+        for (name, pixels) in [("gradient", &gradient), ("grainy", &grainy)] {
+            let rows = (0, h);
+            let size = |adaptive| {
+                deflate_filtered(
+                    &filtered(pixels, stride, bpp, rows, adaptive),
+                    adaptive,
+                    true,
+                )
+                .len()
+            };
+            let (chosen, _, _) = piece(pixels, stride, bpp, rows, true);
+            let (a, u) = (size(true), size(false));
+            assert_eq!(a < u, name == "gradient", "{name}: adaptive {a}, up {u}");
+            assert_eq!(chosen.len(), a.min(u), "{name}: adaptive {a}, up {u}");
         }
     }
 
