@@ -289,7 +289,7 @@ mod tests {
         let fg = Foreground {
             width: 4,
             height: 1,
-            rgb: crate::refine::plane::Plane::from(&[0.0, 0.0, 1.0].repeat(4)[..]),
+            rgb: crate::refine::plane::Plane::from(&[0, 0, 65535].repeat(4)[..]),
             active: vec![true; 4],
         };
         let out = compose(&img, &mask, Some(&fg), OutputType::Rgba).to_rgba8();

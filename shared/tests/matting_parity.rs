@@ -104,10 +104,9 @@ fn foreground_matches_pymatting() {
             continue;
         }
         for k in 0..3 {
-            let ours = if f.active[i] {
-                f.rgb[3 * i + k]
-            } else {
-                f32::from(c.rgb.as_raw()[3 * i + k]) / 255.0
+            let ours = match f.colour(i) {
+                Some(colour) => colour[k],
+                None => f32::from(c.rgb.as_raw()[3 * i + k]) / 255.0,
             };
             let d = (ours - c.fg[3 * i + k]).abs();
             worst = worst.max(d);
