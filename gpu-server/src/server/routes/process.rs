@@ -908,8 +908,8 @@ mod tests {
         );
         let mut matted = default;
         matted.cutout.refine = Refine::Matting;
-        assert_eq!(matted.key(""), "v1|u2netp|rgba|None|false|png|matting/2");
+        assert_eq!(matted.key(""), "v1|u2netp|rgba|None|false|png|matting/3");
         matted.supplied_mask = true;
-        assert_eq!(matted.key("@640"), "v1|mask|rgba|None|false|png|matting/2");
+        assert_eq!(matted.key("@640"), "v1|mask|rgba|None|false|png|matting/3");
     }
 }
