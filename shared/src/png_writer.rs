@@ -171,10 +171,11 @@ fn filtered(
 /// first rows ([`SAMPLE_BYTES`], at least two) are filtered and deflated both ways, each as its
 /// piece would be, and the smaller way filters the piece. Measured on `scripts/bench-u2netp`'s
 /// photos (AMD EPYC Zen 4): the default cut-outs of the 12 noisy 1024×683 photos 8.17 → 7.90 MB
-/// (rembg 7.94 MB), of the three noisy 12 MP ones 28.27 → 28.22 MB; the 12 MP cat of `gpu-server
-/// bench --photo` 11.66 → 11.63 MB in 337–342 → 388–395 ms. Before, 16 rows deflated at level 1
-/// chose, and every piece was deflated at level 5: at 1024×683 that choice was the wrong one for
-/// 15 of the 36 pieces.
+/// (rembg 7.94 MB), of the three noisy 12 MP ones 28.27 → 28.22 MB; the first of those in
+/// `gpu-server bench --photo` 11.59 → 11.54 MB in 374–409 → 461–478 ms (two alternating runs of
+/// each binary): the lazy search's price. Before, 16 rows deflated at level 1 chose, and every
+/// piece was deflated at level 5: at 1024×683 that choice was the wrong one for 15 of the 36
+/// pieces.
 fn piece(
     pixels: &[u8],
     stride: usize,
