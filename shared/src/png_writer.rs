@@ -9,7 +9,7 @@
 //! time. Each piece ends on a byte boundary (a sync flush), so the pieces concatenate into one
 //! valid deflate stream; they share no history, which costs a fraction of a percent. zlib-rs is
 //! called through its zlib C API (`libz-rs-sys`, still pure Rust) rather than through flate2 for
-//! Pillow's `Filtered` strategy and memory level, and for `deflateTune` ([`SEARCH`]).
+//! Pillow's `Filtered` strategy and memory level, and for `deflateTune` (see `SEARCH`).
 
 /// How `Up`-filtered pieces are deflated: zlib-rs's level 5, which (like zlib-ng) runs levels
 /// 4–6 with a fast "medium" matcher. On noisy photos, where `Up` wins, a lazier search gains
