@@ -175,18 +175,37 @@ const STAGES: [&str; 8] = [
     "encode_png",
 ];
 
-/// The cut-out as PNG bytes, and the milliseconds spent in each of [`STAGES`] (0 where a
-/// stage did not run).
+/// Page faults this process has taken so far (first touches of memory: each costs system
+/// time, and on a virtual machine the host's as well); 0 where the platform does not say.
+fn faults() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            return u64::try_from(usage.ru_minflt + usage.ru_majflt).unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// The cut-out as PNG bytes, the milliseconds spent in each of [`STAGES`] (0 where a stage
+/// did not run) and the page faults taken in each.
 fn cutout_png(
     seg: Option<&Segmenter>,
     supplied: Option<&[u8]>,
     bytes: &[u8],
     refine: Refine,
-) -> anyhow::Result<(Vec<u8>, [f64; 8])> {
+) -> anyhow::Result<(Vec<u8>, [f64; 8], [u64; 8])> {
     let mut stages = [0.0; 8];
+    let mut stage_faults = [0; 8];
     let mut t = Instant::now();
+    let mut f = faults();
     let mut lap = |stage: usize| {
         stages[stage] = t.elapsed().as_secs_f64() * 1e3;
+        let now = faults();
+        stage_faults[stage] = now - f;
+        f = now;
         t = Instant::now();
     };
     let opts = CutoutOptions {
@@ -215,7 +234,7 @@ fn cutout_png(
     })?;
     let png = cutout::encode(&out.picture, &opts).map_err(anyhow::Error::msg)?;
     lap(7);
-    Ok((png, stages))
+    Ok((png, stages, stage_faults))
 }
 
 /// Bytes and milliseconds (median of 3) of each way the finished cut-out `png` can go to the
@@ -265,12 +284,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         let bytes = std::fs::read(photo)?;
         let run = || cutout_png(seg.as_ref(), supplied.as_deref(), &bytes, args.refine);
-        let png = run()?.0;
+        let (png, _, first_faults) = run()?;
         let png_bytes = png.len();
         let formats = formats(&png)?;
         let mut per_stage: Vec<[f64; 8]> = Vec::new();
         let (median, min, max, _) = time(args.warmup, args.iters, || {
-            let (_, stages) = run().expect("the photo was cut out once already");
+            let (_, stages, _) = run().expect("the photo was cut out once already");
             per_stage.push(stages);
         });
         let stage_median = |i: usize| {
@@ -282,6 +301,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .enumerate()
             .map(|(i, name)| ((*name).to_owned(), stage_median(i).into()))
+            .collect();
+        // The first cut-out's faults: later ones reuse memory the allocator kept.
+        let first_faults: serde_json::Map<String, serde_json::Value> = STAGES
+            .iter()
+            .zip(first_faults)
+            .map(|(name, n)| ((*name).to_owned(), n.into()))
             .collect();
         println!(
             "{}",
@@ -296,6 +321,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "formats": formats,
                 "median_ms": median,
                 "stages_median_ms": stages,
+                "first_run_stage_faults": first_faults,
                 "min_ms": min,
                 "max_ms": max,
             })
