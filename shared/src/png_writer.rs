@@ -219,10 +219,11 @@ fn deflate(data: &[u8], level: i32, search: Option<(i32, i32, i32, i32)>, last: 
     use libz_rs_sys as z;
     let ok = |code: i32, what: &str| assert_eq!(code, z::Z_OK, "zlib-rs {what}");
     let mut stream = z::z_stream::default();
-    let mut out = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     // SAFETY: `stream` is initialised by `deflateInit2_` before any other call and ended by
-    // `deflateEnd`; `next_in`/`next_out` point into `data` and `out`, which outlive the calls, for
-    // `avail_in`/`avail_out` bytes (each under 4 GiB: the caller deflates pieces of 1 MiB).
+    // `deflateEnd`; `next_in`/`next_out` point into `data` and `out`'s spare capacity, which
+    // outlive the calls, for `avail_in`/`avail_out` bytes (each under 4 GiB: the caller deflates
+    // pieces of 1 MiB); `out`'s length is set to the bytes deflate wrote there.
     unsafe {
         ok(
             z::deflateInit2_(
@@ -244,15 +245,15 @@ fn deflate(data: &[u8], level: i32, search: Option<(i32, i32, i32, i32)>, last: 
                 "deflateTune",
             );
         }
-        // Room for the worst case (zlib's bound) and the sync flush's empty block.
-        out.resize(
-            z::deflateBound(&mut stream, data.len() as _) as usize + 16,
-            0,
-        );
+        // Room for the worst case (zlib's bound) and the sync flush's empty block, not zeroed:
+        // deflate writes what it produces, about a quarter of the bound on photos, and the
+        // pages past it are never touched (zeroing the bound was 48 MB first touched per 12 MP
+        // cut-out).
+        out.reserve_exact(z::deflateBound(&mut stream, data.len() as _) as usize + 16);
         stream.next_in = data.as_ptr();
         stream.avail_in = u32::try_from(data.len()).expect("a piece under 4 GiB");
         stream.next_out = out.as_mut_ptr();
-        stream.avail_out = u32::try_from(out.len()).expect("a piece under 4 GiB");
+        stream.avail_out = u32::try_from(out.capacity()).expect("a piece under 4 GiB");
         let flush = if last { z::Z_FINISH } else { z::Z_SYNC_FLUSH };
         let code = z::deflate(&mut stream, flush);
         // With room for the whole output, one call consumes all input and flushes.
@@ -261,7 +262,7 @@ fn deflate(data: &[u8], level: i32, search: Option<(i32, i32, i32, i32)>, last: 
         assert_eq!(stream.avail_in, 0, "zlib-rs deflate consumed every byte");
         let produced = stream.total_out as usize;
         z::deflateEnd(&mut stream);
-        out.truncate(produced);
+        out.set_len(produced);
     }
     out
 }
@@ -301,21 +302,23 @@ pub fn write(pixels: &[u8], width: u32, height: u32, layout: Layout, dpi: Option
     #[cfg(not(feature = "parallel"))]
     let deflated: Vec<_> = pieces.iter().enumerate().map(run).collect();
 
-    let mut zlib = Vec::with_capacity(deflated.iter().map(|d| d.0.len()).sum::<usize>() + 6);
-    // CMF: deflate, 32 KiB window; FLG: the default-level hint, and a multiple of 31.
-    zlib.extend_from_slice(&[0x78, 0x9C]);
+    // The zlib stream: header, the pieces, the checksum of the whole.
     let mut adler = 1;
-    for (bytes, piece_adler, len) in &deflated {
-        zlib.extend_from_slice(bytes);
+    for (_, piece_adler, len) in &deflated {
         adler = adler_combine(adler, *piece_adler, *len);
     }
+    let adler = adler.to_be_bytes();
+    // CMF: deflate, 32 KiB window; FLG: the default-level hint, and a multiple of 31.
+    let mut parts: Vec<&[u8]> = vec![&[0x78, 0x9C]];
+    parts.extend(deflated.iter().map(|d| d.0.as_slice()));
     if deflated.is_empty() {
         // No rows: an empty final block.
-        zlib.extend_from_slice(&[0x03, 0x00]);
+        parts.push(&[0x03, 0x00]);
     }
-    zlib.extend_from_slice(&adler.to_be_bytes());
+    parts.push(&adler);
+    let zlib_len: usize = parts.iter().map(|p| p.len()).sum();
 
-    let mut out = Vec::with_capacity(zlib.len() + 128);
+    let mut out = Vec::with_capacity(zlib_len + zlib_len.div_ceil(PIECE) * 12 + 128);
     out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
     let mut ihdr = Vec::with_capacity(13);
     ihdr.extend_from_slice(&width.to_be_bytes());
@@ -330,8 +333,29 @@ pub fn write(pixels: &[u8], width: u32, height: u32, layout: Layout, dpi: Option
         phys.push(1); // the unit is the metre
         chunk(&mut out, b"pHYs", &phys);
     }
-    for idat in zlib.chunks(PIECE) {
-        chunk(&mut out, b"IDAT", idat);
+    // IDAT chunks of PIECE bytes of the stream, copied from the pieces straight into the file
+    // (no joined copy of the stream first: 11 MB less touched per 12 MP cut-out).
+    let mut parts = parts.into_iter().flat_map(|p| p.chunks(PIECE)).peekable();
+    let mut left = zlib_len;
+    while left > 0 {
+        let len = left.min(PIECE);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(b"IDAT");
+        let mut need = len;
+        while need > 0 {
+            let part = parts.peek_mut().expect("the parts hold the stream's bytes");
+            let take = need.min(part.len());
+            out.extend_from_slice(&part[..take]);
+            *part = &part[take..];
+            if part.is_empty() {
+                parts.next();
+            }
+            need -= take;
+        }
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+        left -= len;
     }
     chunk(&mut out, b"IEND", &[]);
     out
