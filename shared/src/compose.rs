@@ -139,17 +139,21 @@ pub fn compose(
             (image.width() as usize, image.height() as usize)
         );
     }
-    let colour = |i: usize, p: &mut [u8]| {
-        if let Some(c) = foreground.and_then(|f| f.rgb8(i)) {
+    let estimated = |x: usize, y: usize| foreground.and_then(|f| f.rgb8_at(x, y));
+    let colour = |x: usize, y: usize, p: &mut [u8]| {
+        if let Some(c) = estimated(x, y) {
             p[..3].copy_from_slice(&c);
         }
     };
+    let width = image.width() as usize;
     // The photo with the estimated colours where there are some.
     let subject = || {
         let mut rgba = image.to_rgba8();
         if foreground.is_some() {
-            for (i, p) in rgba.pixels_mut().enumerate() {
-                colour(i, &mut p.0);
+            for (y, row) in rgba.chunks_exact_mut(4 * width.max(1)).enumerate() {
+                for (x, p) in row.chunks_exact_mut(4).enumerate() {
+                    colour(x, y, p);
+                }
             }
         }
         rgba
@@ -164,28 +168,30 @@ pub fn compose(
             let (w, h) = (out.width() as usize, out.height() as usize);
             let alpha: Vec<u8> = out.pixels().map(|p| p.0[3]).collect();
             // An invisible pixel touching a visible one (8 neighbours).
-            let touches = |i: usize| {
-                let (x, y) = (i % w, i / w);
+            let touches = |x: usize, y: usize| {
                 (y.saturating_sub(1)..(y + 2).min(h)).any(|ny| {
                     (x.saturating_sub(1)..(x + 2).min(w)).any(|nx| alpha[ny * w + nx] != 0)
                 })
             };
-            for (i, p) in out.pixels_mut().enumerate() {
-                if p.0[3] != 0 {
-                    colour(i, &mut p.0);
-                    continue;
-                }
-                match foreground.and_then(|f| f.rgb8(i)) {
-                    // Invisible, but touching the subject's soft edge: the estimated fur colour
-                    // (pymatting's and rembg's alpha-matting cut-outs keep it in every pixel), so
-                    // that bilinear scaling without premultiplied alpha (a print tool, a
-                    // texture) draws no dark rim. One pixel wide: the colour error against
-                    // the known foreground of `scripts/bench-matting --size 1000x750` (1024²
-                    // masks) fell 5.97 → 5.79 with it and 5.78 with 12 px; each pixel costs bytes.
-                    Some([r, g, b]) if touches(i) => p.0 = [r, g, b, 0],
-                    // Invisible: blank, as rembg writes it. The photo's noise under it would
-                    // cost a third more bytes in every PNG and WebP.
-                    _ => p.0 = [0; 4],
+            for (y, row) in out.chunks_exact_mut(4 * w.max(1)).enumerate() {
+                for (x, p) in row.chunks_exact_mut(4).enumerate() {
+                    if p[3] != 0 {
+                        colour(x, y, p);
+                        continue;
+                    }
+                    match estimated(x, y) {
+                        // Invisible, but touching the subject's soft edge: the estimated fur
+                        // colour (pymatting's and rembg's alpha-matting cut-outs keep it in
+                        // every pixel), so that bilinear scaling without premultiplied alpha (a
+                        // print tool, a texture) draws no dark rim. One pixel wide: the colour
+                        // error against the known foreground of `scripts/bench-matting --size
+                        // 1000x750` (1024² masks) fell 5.97 → 5.79 with it and 5.78 with 12 px;
+                        // each pixel costs bytes.
+                        Some([r, g, b]) if touches(x, y) => p.copy_from_slice(&[r, g, b, 0]),
+                        // Invisible: blank, as rembg writes it. The photo's noise under it
+                        // would cost a third more bytes in every PNG and WebP.
+                        _ => p.fill(0),
+                    }
                 }
             }
             DynamicImage::ImageRgba8(out)
@@ -286,12 +292,7 @@ mod tests {
     fn invisible_pixels_touching_the_edge_keep_the_estimated_colour() {
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(4, 1, Rgb([10, 200, 10])));
         let mask = GrayImage::from_raw(4, 1, vec![0, 0, 128, 255]).unwrap();
-        let fg = Foreground {
-            width: 4,
-            height: 1,
-            rgb: crate::refine::plane::Plane::from(&[0, 0, 65535].repeat(4)[..]),
-            active: vec![true; 4],
-        };
+        let fg = Foreground::from_rgb8(4, 1, &[0, 0, 255].repeat(4), vec![true; 4]);
         let out = compose(&img, &mask, Some(&fg), OutputType::Rgba).to_rgba8();
         let px = |x| out.get_pixel(x, 0).0;
         assert_eq!(px(0), [0, 0, 0, 0], "far from the edge: blank");
@@ -301,10 +302,7 @@ mod tests {
             "beside the edge: the estimated colour"
         );
         assert_eq!(px(2), [0, 0, 255, 128], "soft: the estimated colour");
-        let inactive = Foreground {
-            active: vec![false; 4],
-            ..fg
-        };
+        let inactive = Foreground::from_rgb8(4, 1, &[0, 0, 255].repeat(4), vec![false; 4]);
         let out = compose(&img, &mask, Some(&inactive), OutputType::Rgba).to_rgba8();
         assert_eq!(out.get_pixel(1, 0).0, [0; 4], "nothing estimated: blank");
     }
