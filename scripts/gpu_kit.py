@@ -267,6 +267,48 @@ def extract_libs(deb, dest):
     return names
 
 
+# Vulkan's physical devices through ctypes (no vulkaninfo there): vkCreateInstance with no
+# extensions, then each device's name, API version and type (2 = discrete GPU, 4 = CPU).
+VULKAN_PROBE = r"""
+import ctypes, json
+try:
+    vk = ctypes.CDLL("libvulkan.so.1")
+except OSError as e:
+    raise SystemExit(print(json.dumps({"error": f"loader: {e}"})))
+class Info(ctypes.Structure):
+    _fields_ = [("sType", ctypes.c_int), ("pNext", ctypes.c_void_p), ("flags", ctypes.c_uint32),
+                ("app", ctypes.c_void_p), ("layers", ctypes.c_uint32), ("layer_names", ctypes.c_void_p),
+                ("extensions", ctypes.c_uint32), ("extension_names", ctypes.c_void_p)]
+inst = ctypes.c_void_p()
+r = vk.vkCreateInstance(ctypes.byref(Info(sType=1)), None, ctypes.byref(inst))
+if r != 0:
+    raise SystemExit(print(json.dumps({"error": f"vkCreateInstance returned {r}"})))
+n = ctypes.c_uint32()
+vk.vkEnumeratePhysicalDevices(inst, ctypes.byref(n), None)
+devices = (ctypes.c_void_p * n.value)()
+vk.vkEnumeratePhysicalDevices(inst, ctypes.byref(n), devices)
+names = []
+for d in devices:
+    props = ctypes.create_string_buffer(8192)
+    vk.vkGetPhysicalDeviceProperties(ctypes.c_void_p(d), props)
+    api, kind = int.from_bytes(props.raw[0:4], "little"), int.from_bytes(props.raw[16:20], "little")
+    name = props.raw[20:276].split(b"\0")[0].decode()
+    names.append(f"{name} (Vulkan {(api >> 22) & 0x7f}.{(api >> 12) & 0x3ff}, type {kind})")
+print(json.dumps({"devices": names}))
+"""
+
+
+def vulkan_devices(s, env):
+    """What VULKAN_PROBE finds with `env`; the loader's errors where it finds no device."""
+    p = subprocess.run([sys.executable, "-c", VULKAN_PROBE], env=dict(env, VK_LOADER_DEBUG="error"),
+                       capture_output=True, text=True, timeout=min(30, s.left()))
+    lines = p.stdout.strip().splitlines()
+    found = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"error": f"exited {p.returncode}"}
+    if not found.get("devices"):
+        found["stderr"] = p.stderr.strip()[-600:]
+    return found
+
+
 def compare_masks(a, b):
     """Mean and max abs difference of two 8-bit grey images, in /255."""
     import numpy as np
@@ -330,12 +372,13 @@ def step_setup(run, s):
             libs += extract_libs(deb, libdir)
         s.data["vulkan loader"] = ", ".join(sorted(libs))
         run.env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(libdir), run.env.get("LD_LIBRARY_PATH")]))
-        icds = [p for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d") for p in pathlib.Path(d).glob("*.json")] \
-            if any(pathlib.Path(d).is_dir() for d in ("/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d")) else []
+        # Which GPUs Vulkan sees, through the loader as the binary will load it; where the
+        # machine's own driver list finds none, the NVIDIA driver's ICD file is named outright.
+        s.data["vulkan"] = vulkan_devices(s, run.env)
         nvidia_icd = pathlib.Path("/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json")
-        if not icds and nvidia_icd.exists():
+        if not any(" type 2)" in d for d in s.data["vulkan"].get("devices", [])) and nvidia_icd.exists():
             run.env["VK_DRIVER_FILES"] = str(nvidia_icd)
-        s.data["vulkan drivers"] = ", ".join(map(str, icds)) or run.env.get("VK_DRIVER_FILES", "none found")
+            s.data["vulkan, VK_DRIVER_FILES set"] = vulkan_devices(s, run.env)
         site = run.work / "site"
         s.sh([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
               "--disable-pip-version-check", "--target", site, *sorted((run.kit / "wheels").glob("*.whl"))])
