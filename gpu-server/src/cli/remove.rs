@@ -521,3 +521,43 @@ pub fn run(args: RemoveArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn the_reader_waits_for_room_until_a_photo_is_written_or_the_writer_is_gone() {
+        let in_flight = InFlight::default();
+        in_flight.wait_for_room(); // nothing in flight: no wait
+        in_flight.add(12_000_000);
+        in_flight.wait_for_room(); // one 12 MP photo: room for the next
+        in_flight.add(12_000_000);
+        let read_on = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                in_flight.wait_for_room();
+                read_on.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                !read_on.load(Ordering::SeqCst),
+                "two 12 MP photos in flight: it waits"
+            );
+            in_flight.release(12_000_000);
+        });
+        assert!(read_on.load(Ordering::SeqCst), "one written: it reads on");
+
+        // However the writing stage ends, nobody waits for room any more.
+        in_flight.add(12_000_000);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| in_flight.wait_for_room());
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished());
+            drop(WriterGone(&in_flight));
+            waiter.join().unwrap();
+        });
+    }
+}
