@@ -22,7 +22,7 @@ use shared::{
 
 use super::ModelArgs;
 use super::cores::{self, FinishCores, Wait};
-use crate::model::Segmenter;
+use crate::model::{Backend, Segmenter};
 
 const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
@@ -340,8 +340,8 @@ impl Drop for WriterGone<'_> {
 /// before, so decoding and writing are not what the user waits for. Channels of one photo
 /// keep memory bounded (at most about five photos in flight, and at most about two of 12 MP:
 /// [`IN_FLIGHT_PIXELS`]) and the order is the inputs'.
-/// While the first photo decodes, the model warms up ([`Segmenter::warm_up`]), so the first
-/// photo's mask takes what the later ones' take. How the stages share the cores is in
+/// While the first photo decodes, the model warms up on the CPU ([`Segmenter::warm_up`]), so
+/// the first photo's mask takes what the later ones' take. How the stages share the cores is in
 /// [`cores`]. `report` gets each photo's outcome and stage times, in order, on the writing
 /// thread.
 fn pipeline(
@@ -396,9 +396,12 @@ fn pipeline(
                 report(input, written, stages);
             }
         });
-        // The model stays on this thread: it was loaded here.
-        if let Masks::Model(seg) = masks {
-            seg.warm_up();
+        // The model stays on this thread: it was loaded here. On a GPU the first photo compiles
+        // the kernels itself: a warm-up pass would only add a pass beside a short decode.
+        if let Masks::Model(seg) = masks
+            && seg.backend() == Backend::Cpu
+        {
+            seg.warm_up(1);
         }
         let wait = Wait::here();
         while let Some((i, (result, mut stages, pixels))) = wait.recv(&decoded) {

@@ -195,15 +195,33 @@ impl Segmenter {
         self.backend
     }
 
-    /// The network once at a small size on the CPU backend, so the first photo's mask does not
-    /// pay the process's one-time costs: the kernels' transformed weights (cached from then
-    /// on), Burn's first use of each parameter, the worker threads, the code paged in. At
-    /// 128² a U²-Netp pass is about a sixth of a 320² one; convolutions keep their 320² kernel
-    /// choice down to the layers that run at 10² (4² here), whose weights are small. Other
-    /// models and backends (a GPU compiles its own kernels on first use) are left as they are.
-    pub fn warm_up(&self) {
+    /// Pays the process's one-time costs before the first photo does.
+    ///
+    /// On a GPU: the network once at its input size, for batches of 1 and (where one pass
+    /// takes that many) `batch`, so each kernel is compiled and, with autotune, measured before
+    /// the first photo or `serve`'s `/ready`. On the first GPU lent to the project (NVIDIA
+    /// H200, Vulkan, no tuning cache) InSPyReNet's first 1024² pass took ~130 s and every
+    /// later one 0.6 s: `serve` answered its first upload 503 after `REQUEST_TIMEOUT_SECS`.
+    ///
+    /// On the CPU, U²-Netp once at 128²: the kernels' transformed weights (cached from then
+    /// on), Burn's first use of each parameter, the worker threads, the code paged in. At 128²
+    /// a U²-Netp pass is about a sixth of a 320² one; convolutions keep their 320² kernel choice
+    /// down to the layers that run at 10² (4² here), whose weights are small. InSPyReNet on the
+    /// CPU is left as it is (a warm-up would cost as much as a photo).
+    pub fn warm_up(&self, batch: usize) {
+        if self.backend != Backend::Cpu {
+            let side = self.kind.input_size();
+            let (w, h) = self.model.input_size(side, side);
+            let input = vec![0.0f32; 3 * w as usize * h as usize];
+            let mut batches = vec![1, batch.clamp(1, self.max_batch())];
+            batches.dedup();
+            for n in batches {
+                self.saliency_wh(&vec![input.clone(); n], (w, h));
+            }
+            return;
+        }
         const SIDE: u32 = 128;
-        if self.kind != ModelKind::U2netp || self.backend != Backend::Cpu {
+        if self.kind != ModelKind::U2netp {
             return;
         }
         let input = vec![0.0f32; (3 * SIDE * SIDE) as usize];
@@ -215,8 +233,28 @@ impl Segmenter {
         self.saliency_wh(inputs, (side, side))
     }
 
-    /// [`Self::saliency`] for `w`×`h` inputs.
-    fn saliency_wh(&self, inputs: &[Vec<f32>], (w, h): (u32, u32)) -> Vec<Vec<f32>> {
+    /// The most photos one forward pass takes on this model and backend; larger batches run as
+    /// several passes. InSPyReNet on wgpu runs one photo a pass: on the first GPU lent to the
+    /// project (NVIDIA H200, Vulkan, `scripts/gpu-kit run`) a batch of 4 at 1024² failed in
+    /// the backbone (a matmul asked for 131,072 workgroups in one dimension, over Vulkan's
+    /// limit, and a 2 GiB buffer, over the device's), while every batch of 1 ran; PyTorch's
+    /// own batch of 4 gained 10% per image in f32 there.
+    pub fn max_batch(&self) -> usize {
+        match (self.kind.inspyrenet_mode(), self.backend) {
+            (Some(_), Backend::Wgpu | Backend::Vulkan) => 1,
+            _ => usize::MAX,
+        }
+    }
+
+    /// [`Self::saliency`] for `w`×`h` inputs, in passes of at most [`Self::max_batch`].
+    fn saliency_wh(&self, inputs: &[Vec<f32>], size: (u32, u32)) -> Vec<Vec<f32>> {
+        inputs
+            .chunks(self.max_batch())
+            .flat_map(|pass| self.forward_pass(pass, size))
+            .collect()
+    }
+
+    fn forward_pass(&self, inputs: &[Vec<f32>], (w, h): (u32, u32)) -> Vec<Vec<f32>> {
         if inputs.is_empty() {
             return Vec::new();
         }

@@ -2,7 +2,8 @@
 //!
 //! Requests that arrive together are inferred as one batch (up to `batch_size`, waiting at most
 //! `batch_wait` for the batch to fill), which is what makes a GPU pay. The model loads on the
-//! worker at start while the server already answers `/health`; `/ready` tells when it is done.
+//! worker at start (and runs once, so that a GPU compiles its kernels) while the server already
+//! answers `/health`; `/ready` tells when it is done.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -152,8 +153,18 @@ impl Engine {
                         return;
                     }
                 };
+                // `/ready` once the first photo no longer pays for compiling (and tuning) the
+                // kernels: Cloud Run's startup probe holds traffic until then.
+                let warm = Instant::now();
+                if std::panic::catch_unwind(AssertUnwindSafe(|| segmenter.warm_up(batch_size))).is_err() {
+                    let msg = "the model's warm-up pass panicked".to_owned();
+                    status_tx.send_replace(ModelStatus::Failed(msg.clone()));
+                    fail_all(rx, &worker_depth, &msg);
+                    return;
+                }
+                let warm_ms = warm.elapsed().as_secs_f64() * 1e3;
                 let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-                tracing::info!(model = %kind, ?backend, precision = precision.name(), load_ms, "model loaded");
+                tracing::info!(model = %kind, ?backend, precision = precision.name(), load_ms, warm_ms, "model loaded");
                 status_tx.send_replace(ModelStatus::Ready {
                     load_ms,
                     device: format!("{backend:?}").to_lowercase(),
