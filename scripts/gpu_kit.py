@@ -108,7 +108,7 @@ def manifest(args):
 class Step:
     def __init__(self, run, name):
         self.run, self.name = run, name
-        self.deadline = time.monotonic() + min(CAPS[name], run.left())
+        self.deadline = time.monotonic() + min(run.caps.get(name, CAPS[name]), run.left())
         self.data = {}
 
     def left(self):
@@ -146,6 +146,13 @@ class Run:
         self.start = time.monotonic()
         self.budget = args.budget
         self.plan = LOCAL_STEPS if self.local else DEVICE_STEPS
+        self.caps = {k: float(v) for k, v in (c.split("=") for c in (args.caps or "").split(",") if c)}
+        if args.steps:  # a second, shorter call: some steps (setup always)
+            wanted = set(args.steps.split(",")) | {"setup"}
+            unknown = wanted - set(self.plan)
+            if unknown:
+                sys.exit(f"--steps: no step {', '.join(sorted(unknown))} in {', '.join(self.plan)}")
+            self.plan = [n for n in self.plan if n in wanted]
         self.bin = self.work / "gpu-server"
         self.backend = "vulkan" if self.local else "wgpu"
         self.models = ["u2netp"] if self.local else ["u2netp", "inspyrenet-base"]
@@ -510,20 +517,21 @@ def step_inspyrenet_parity(run, s):
 def step_speed(run, s):
     rows = []
     s.data["rows"] = rows
-    for model in run.models:
+    configs = [(m, p, b) for m in run.models for p in (["f32"] if run.local else ["f32", "f16"]) for b in (1, 4)]
+    if run.args.speed:
+        configs = [(m, p, int(b)) for m, p, b in (c.split(":") for c in run.args.speed.split(","))]
+    for model, prec, batch in configs:
         iters, warmup = ("1", "0") if run.local else (("30", "5") if model == "u2netp" else ("10", "3"))
-        for prec in (["f32"] if run.local else ["f32", "f16"]):
-            for batch in (1, 4):
-                t0 = time.monotonic()
-                with GpuMemory() as mem:
-                    out = run.gs(s, "bench", "--model", model, "--precision", prec, "--batch", str(batch),
-                                 "--iters", iters, "--warmup", warmup)
-                j = json.loads(out.strip().splitlines()[-1])
-                rows.append({"model": model, "precision": prec, "batch": batch,
-                             "ms/image": j["median_ms_per_image"], "min ms/image": j["min_ms_per_image"],
-                             "load ms": j["load_ms"], "peak GPU MiB": mem.used_mib(),
-                             "process s": time.monotonic() - t0})
-                run.write()
+        t0 = time.monotonic()
+        with GpuMemory() as mem:
+            out = run.gs(s, "bench", "--model", model, "--precision", prec, "--batch", str(batch),
+                         "--iters", iters, "--warmup", warmup)
+        j = json.loads(out.strip().splitlines()[-1])
+        rows.append({"model": model, "precision": prec, "batch": batch,
+                     "ms/image": j["median_ms_per_image"], "min ms/image": j["min_ms_per_image"],
+                     "load ms": j["load_ms"], "peak GPU MiB": mem.used_mib(),
+                     "process s": time.monotonic() - t0})
+        run.write()
 
 
 def step_torch_eager(run, s):
@@ -701,6 +709,9 @@ def main():
     r.add_argument("--out", help="results folder (default $OUT, else target/gpu-kit/out)")
     r.add_argument("--budget", type=float, help="seconds for the whole run (default 450; --local 400)")
     r.add_argument("--work", default=f"/tmp/gpu-kit-{os.getuid()}")
+    r.add_argument("--steps", help="only these steps, comma-separated (setup always runs)")
+    r.add_argument("--caps", help="other time limits for steps, NAME=SECONDS,...")
+    r.add_argument("--speed", help="the speed step's configurations, MODEL:PRECISION:BATCH,...")
     t = sub.add_parser("torch")
     t.add_argument("what", choices=["eager"])
     t.add_argument("--kit", required=True)
