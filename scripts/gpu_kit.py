@@ -22,7 +22,10 @@ folder after every step, so a step that fails or runs out of time leaves the oth
                      --stages-against`: the parity tests' comparison and bounds)
   speed              `gpu-server bench`: ms per image at batch 1 and 4, f32 and f16, peak GPU memory
   torch-eager        PyTorch eager on the same GPU, same models, batches and precisions
-  serve              `gpu-server serve` with BATCH_SIZE=4 and 4 concurrent uploads, then 4 in a row
+  serve              `gpu-server serve` with BATCH_SIZE=4: process start to /ready (the warm-up
+                     pass included), the first upload, 4 concurrent uploads, then 4 in a row
+  profile            where a pass's GPU time goes: each kernel's time as cubecl's profiler logs it
+                     (CUBECL_DEBUG_OPTION=profile), summed by kernel over `bench` passes
 
 `--local` runs the steps Mesa's lavapipe can (U²-Netp on Vulkan; no CUDA, no PyTorch): the CI
 variant. It exits non-zero when any step it planned did not pass.
@@ -59,12 +62,13 @@ BOUNDS = {("u2netp", "f32"): 1.0, ("u2netp", "f16"): 2.0}
 # accumulates in the element type: in f16, U²-Netp's mask is 4.1/255 off on lavapipe (measured),
 # where the tuned kernels and onnxruntime accumulate in f32.
 F16_DIRECT_BOUND = 6.0
-DEVICE_STEPS = ["setup", "u2netp-parity", "reference", "first-result", "inspyrenet-parity", "speed", "torch-eager", "serve"]
-LOCAL_STEPS = ["setup", "u2netp-parity", "first-result", "speed", "serve"]
+DEVICE_STEPS = ["setup", "u2netp-parity", "reference", "first-result", "serve", "profile", "inspyrenet-parity", "speed",
+                "torch-eager"]
+LOCAL_STEPS = ["setup", "u2netp-parity", "first-result", "speed", "profile", "serve"]
 # The reference's device: CUDA on the GPU machine; `cpu` tries the reference side here (slow).
 TORCH_DEVICE = os.environ.get("GPU_KIT_TORCH_DEVICE", "cuda:0")
 CAPS = {"setup": 90, "u2netp-parity": 90, "reference": 150, "first-result": 180, "inspyrenet-parity": 90,
-        "speed": 180, "torch-eager": 120, "serve": 150}
+        "speed": 180, "torch-eager": 120, "serve": 150, "profile": 120}
 
 
 class Failed(Exception):
@@ -141,7 +145,7 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.work = pathlib.Path(args.work)
         shutil.rmtree(self.work, ignore_errors=True)
-        for d in ("models", "photos", "cwd", "xdg-cache"):
+        for d in ("models", "photos", "cwd", "xdg-cache", "xdg-cache-parity"):
             (self.work / d).mkdir(parents=True)
         self.start = time.monotonic()
         self.budget = args.budget
@@ -402,8 +406,10 @@ def mask_parity(run, s, model, precisions, names, reference):
     for prec in precisions:
         outdir = run.work / "masks" / model / prec
         t0 = time.monotonic()
+        # A tuning cache of its own, so that first-result's "first ever" is one.
         run.gs(s, "remove", *[fixtures / f"{n}.png" for n in names], "-o", outdir, "--type", "mask",
-               "--refine", "off", "--model", model, "--precision", prec)
+               "--refine", "off", "--model", model, "--precision", prec,
+               env={"XDG_CACHE_HOME": str(run.work / "xdg-cache-parity")})
         seconds = time.monotonic() - t0
         for n in names:
             for ref_name, ref in reference(n, prec):
@@ -546,6 +552,52 @@ def step_torch_eager(run, s):
         r["ratio (ours / torch)"] = mine / r["ms/image"] if mine and r.get("ms/image") else "-"
 
 
+# One kernel's line in cubecl's profiling log: "| 9.398874ms | CopyKernel_55cc3331".
+PROFILE_LINE = re.compile(r"^\| *([0-9.]+)(ns|µs|us|ms|s) *\| (.+?) *$")
+UNIT_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def kernel_profile(log, passes):
+    """cubecl's profiling log summed by kernel (the hash suffix dropped): ms per pass, launches."""
+    totals = {}
+    for line in pathlib.Path(log).read_text(errors="replace").splitlines():
+        m = PROFILE_LINE.match(line)
+        if not m:
+            continue
+        name = re.sub(r"_[0-9a-f]{8}$", "", m.group(3))
+        t = totals.setdefault(name, [0.0, 0])
+        t[0] += float(m.group(1)) * UNIT_MS[m.group(2)]
+        t[1] += 1
+    return sorted(({"kernel": k, "ms/pass": v[0] / passes, "launches/pass": v[1] / passes}
+                   for k, v in totals.items()), key=lambda r: -r["ms/pass"])
+
+
+def step_profile(run, s):
+    """Each kernel's GPU time over `bench` passes of the heaviest model, summed by kernel. A plain
+    pass in a process of its own comes first, so that autotune's candidates (which the profiler
+    would log too) are tuned and cached before the profiled process starts."""
+    model = run.models[-1]
+    iters = 1 if run.local else 3  # lavapipe: one pass
+    for prec in (["f32"] if run.local else ["f32", "f16"]):
+        if run.autotune:
+            run.gs(s, "bench", "--model", model, "--precision", prec, "--iters", "1", "--warmup", "0")
+        log = run.work / f"profile-{model}-{prec}.log"
+        log.unlink(missing_ok=True)
+        out = run.gs(s, "bench", "--model", model, "--precision", prec, "--iters", str(iters), "--warmup", "0",
+                     env={"CUBECL_DEBUG_OPTION": "profile", "CUBECL_DEBUG_LOG": str(log)})
+        j = json.loads(out.strip().splitlines()[-1])
+        rows = kernel_profile(log, iters)
+        total = sum(r["ms/pass"] for r in rows)
+        s.data[f"{model} {prec}: profiled ms/image, kernels' sum ms/pass"] = \
+            f"{j['median_ms_per_image']:.1f}, {total:.1f} ({len(rows)} kernels)"
+        for r in rows:
+            r["share"] = f"{100 * r['ms/pass'] / total:.1f}%" if total else "-"
+        s.data[f"{model} {prec}"] = rows[:25]
+        if not rows:
+            raise Failed(f"{prec}: cubecl's profiling log holds no kernel lines ({log})")
+        run.write()
+
+
 def post(url, photo, fields):
     boundary = uuid.uuid4().hex
     body = io.BytesIO()
@@ -650,7 +702,7 @@ def run_all(args):
     print(f"GPU kit run ({run.results['variant']}), budget {run.budget} s, results in {run.out}", flush=True)
     steps = {"setup": step_setup, "u2netp-parity": step_u2netp_parity, "reference": step_reference,
              "first-result": step_first_result, "inspyrenet-parity": step_inspyrenet_parity,
-             "speed": step_speed, "torch-eager": step_torch_eager, "serve": step_serve}
+             "speed": step_speed, "torch-eager": step_torch_eager, "serve": step_serve, "profile": step_profile}
     for name in run.plan:
         if name != "setup" and run.results["steps"]["setup"]["status"] != "ok":
             run.results["steps"][name] = {"status": "not reached", "error": "setup failed"}
