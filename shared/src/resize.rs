@@ -62,9 +62,11 @@ struct Coeffs {
     weights: Vec<i32>,           // out_size × ksize
 }
 
-/// Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`.
-fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
-    let scale = in_size as f64 / out_size as f64;
+/// Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`, for the span `in0..in1`
+/// of the input (Pillow's `box`; the whole input is `0..in_size`): output pixel `xx` is centred
+/// on input position `in0 + (xx + ½)·scale`, and reads nothing outside the input.
+fn coeffs_box(in_size: usize, (in0, in1): (f64, f64), out_size: usize, filter: Filter) -> Coeffs {
+    let scale = (in1 - in0) / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
@@ -72,7 +74,7 @@ fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
     let mut weights = vec![0i32; out_size * ksize];
     let mut k = vec![0f64; ksize];
     for xx in 0..out_size {
-        let center = (xx as f64 + 0.5) * scale;
+        let center = in0 + (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // Truncation toward zero, as C's (int) cast.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
@@ -177,16 +179,28 @@ fn resample<const C: usize>(
     (out_w, out_h): (usize, usize),
     filter: Filter,
 ) -> Vec<u8> {
-    let need_h = out_w != w;
-    let need_v = out_h != h;
-    let cv = coeffs(h, out_h, filter);
+    let whole = (0.0, 0.0, w as f64, h as f64);
+    resample_box::<C>(src, (w, h), whole, (out_w, out_h), filter)
+}
+
+/// [`resample`] of the region `(x0, y0, x1, y1)` of the input (Pillow's `box`).
+fn resample_box<const C: usize>(
+    src: &[u8],
+    (w, h): (usize, usize),
+    (x0, y0, x1, y1): (f64, f64, f64, f64),
+    (out_w, out_h): (usize, usize),
+    filter: Filter,
+) -> Vec<u8> {
+    let need_h = out_w != w || x0 != 0.0 || x1 != w as f64;
+    let need_v = out_h != h || y0 != 0.0 || y1 != h as f64;
+    let cv = coeffs_box(h, (y0, y1), out_h, filter);
     if !need_h && !need_v {
         return src.to_vec();
     }
     if !need_h {
         return vertical::<C>(src, w, &cv, 0);
     }
-    let ch = coeffs(w, out_w, filter);
+    let ch = coeffs_box(w, (x0, x1), out_w, filter);
     if !need_v {
         return horizontal::<C>(src, w, 0, h, &ch);
     }
@@ -218,6 +232,33 @@ fn resize_typed<P: Pixel<Subpixel = u8>, const C: usize>(
 /// Resize an RGB image as Pillow's `Image.resize` does.
 pub fn rgb(src: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     resize_typed::<_, 3>(src, width, height, filter)
+}
+
+/// The region `(x0, y0, x1, y1)` of an RGB image (fractional pixels) resized to
+/// `width`×`height`, as Pillow's `Image.resize(size, filter, box)` does: what resizing the
+/// whole image and cutting out the region would give, without the whole image at the new size.
+pub fn rgb_box(
+    src: &RgbImage,
+    region: (f64, f64, f64, f64),
+    width: u32,
+    height: u32,
+    filter: Filter,
+) -> RgbImage {
+    assert!(width > 0 && height > 0, "resize to an empty image");
+    let (w, h) = src.dimensions();
+    let (x0, y0, x1, y1) = region;
+    assert!(
+        0.0 <= x0 && x0 < x1 && x1 <= f64::from(w) && 0.0 <= y0 && y0 < y1 && y1 <= f64::from(h),
+        "resize box {region:?} outside {w}×{h}"
+    );
+    let raw = resample_box::<3>(
+        src.as_raw(),
+        (w as usize, h as usize),
+        region,
+        (width as usize, height as usize),
+        filter,
+    );
+    ImageBuffer::from_raw(width, height, raw).expect("resampler output matches its dimensions")
 }
 
 /// Resize a single-channel image (a mask) as Pillow's `Image.resize` does for mode `L`.
@@ -314,6 +355,44 @@ mod tests {
         let out = rgba(&src, 7, 2, Filter::Lanczos3);
         for p in out.pixels().filter(|p| p.0[3] > 16) {
             assert!(p.0[0] > 240, "edge pixel darkened: {:?}", p.0);
+        }
+    }
+
+    #[test]
+    fn a_box_gives_the_whole_resize_cut_to_it() {
+        let src = RgbImage::from_fn(23, 17, |x, y| {
+            image::Rgb([(x * 11 + y * 3) as u8, (x * y) as u8, (255 - x * 7) as u8])
+        });
+        // (scaled size, the cut inside it): up and down, a cut on one axis or both.
+        for filter in [Filter::Bilinear, Filter::Lanczos3] {
+            for ((sw, sh), (x0, y0, w, h)) in [
+                ((92, 68), (30, 5, 20, 40)),
+                ((40, 30), (0, 7, 40, 9)),
+                ((23, 51), (0, 20, 23, 3)),
+                ((11, 8), (3, 1, 5, 6)),
+            ] {
+                let whole = rgb(&src, sw, sh, filter);
+                let cut = image::imageops::crop_imm(&whole, x0, y0, w, h).to_image();
+                let (fx, fy) = (23.0 / f64::from(sw), 17.0 / f64::from(sh));
+                let region = (
+                    f64::from(x0) * fx,
+                    f64::from(y0) * fy,
+                    f64::from(x0 + w) * fx,
+                    f64::from(y0 + h) * fy,
+                );
+                let boxed = rgb_box(&src, region, w, h, filter);
+                // The same sums; a weight's last bit may round the other way.
+                let worst = cut
+                    .as_raw()
+                    .iter()
+                    .zip(boxed.as_raw())
+                    .map(|(&a, &b)| a.abs_diff(b))
+                    .max();
+                assert!(
+                    worst <= Some(1),
+                    "{filter:?} {sw}×{sh} cut {x0},{y0} {w}×{h}: {worst:?}"
+                );
+            }
         }
     }
 }

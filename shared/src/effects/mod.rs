@@ -602,6 +602,10 @@ fn finish(canvas: RgbaImage, backdrop: Backdrop<'_>, channels: Channels, subject
 }
 
 /// `photo` scaled to cover `width`×`height` and centred, what is beyond cut.
+///
+/// Only the part that shows is resampled (a resize with a source box): the same pixels as
+/// scaling the whole photo and cutting, without the whole photo at that scale, which for a
+/// long thin canvas over a small photo (1×34,330 px over 7×5: 48,062×34,330) is gigabytes.
 pub fn cover(photo: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (pw, ph) = (f64::from(photo.width()), f64::from(photo.height()));
     let s = (f64::from(width) / pw).max(f64::from(height) / ph);
@@ -609,13 +613,19 @@ pub fn cover(photo: &RgbImage, width: u32, height: u32) -> RgbImage {
         ((pw * s).round() as u32).max(width),
         ((ph * s).round() as u32).max(height),
     );
-    let scaled = if (sw, sh) == photo.dimensions() {
-        photo.clone()
-    } else {
-        resize::rgb(photo, sw, sh, Filter::Bilinear)
-    };
     let (x0, y0) = ((sw - width) / 2, (sh - height) / 2);
-    image::imageops::crop_imm(&scaled, x0, y0, width, height).to_image()
+    if (sw, sh) == photo.dimensions() {
+        return image::imageops::crop_imm(photo, x0, y0, width, height).to_image();
+    }
+    // The scaled photo's pixel column x is the photo's span x·pw/sw .. (x + 1)·pw/sw.
+    let (fx, fy) = (pw / f64::from(sw), ph / f64::from(sh));
+    let region = (
+        f64::from(x0) * fx,
+        f64::from(y0) * fy,
+        (f64::from(x0 + width) * fx).min(pw),
+        (f64::from(y0 + height) * fy).min(ph),
+    );
+    resize::rgb_box(photo, region, width, height, Filter::Bilinear)
 }
 
 /// The sticker border's coverage over `region` (photo coordinates; beyond the photo is

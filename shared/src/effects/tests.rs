@@ -305,6 +305,20 @@ fn background_photo_is_fitted_by_cover() {
 }
 
 #[test]
+fn a_long_thin_canvas_over_a_small_photo_resamples_only_what_shows() {
+    // 7×5 over 1×34,330: scaling the whole photo first would make it 48,062×34,330 (4.9 GB of
+    // RGB; the fuzzer's `fields` target timed out on it). The one column shown is the photo's
+    // middle column, stretched.
+    let bg = RgbImage::from_fn(7, 5, |x, y| Rgb([x as u8 * 30, y as u8 * 50, 9]));
+    let out = cover(&bg, 1, 34_330);
+    assert_eq!(out.dimensions(), (1, 34_330));
+    let top = out.get_pixel(0, 0).0;
+    let bottom = out.get_pixel(0, 34_329).0;
+    assert_eq!((top[0], top[2]), (90, 9), "the middle column");
+    assert_eq!((top[1], bottom[1]), (0, 200), "top row to bottom row");
+}
+
+#[test]
 fn alpha_channel_alone() {
     let out = apply(
         disc(100, 20.0),
