@@ -31,7 +31,10 @@ No registry ships pet photos with ground-truth mattes, so the quality part makes
    noise of opaque pixels, ~2.8 levels, which no method removes), SAD over the whole image,
    and the premultiplied error (mean |alpha F - alpha_true F_true| over the band, levels of 255). Goal
    checks: matting's SAD at least 30% below off's and no worse than pymatting's; its colour
-   error at least 60% below off's and no worse than pymatting's.
+   error at least 60% below off's and no worse than pymatting's. A row `floor` is no method: the
+   true alpha with the photo's own colours where the subject is fully opaque (true alpha 1) and
+   the true colours everywhere else, the lowest colour error any method can score that keeps an
+   opaque pixel's colour as photographed, sensor noise and all (what every cut-out tool does).
 4. Speed, one run (--skip-speed to leave out): a 12 MP phone-like JPEG (the chelsea cat
    upscaled to 4000x3000, or --speed-size; Gaussian noise sigma 4, quality 92). The model's
    mask (`remove --refine off --type mask`) is shrunk to 320x320 as the model's own map, so
@@ -72,6 +75,8 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
+
+from benchlib import cpu_model
 
 GENERATOR_VERSION = 1
 CANON_W, CANON_H = 4000.0, 3000.0
@@ -733,6 +738,13 @@ def evaluate(args, size, scene_names, with_pymatting, pictures):
                 if method in ("off", "off~py", "matting"):
                     cols.append((method, composite_tiles(alpha, rgb, crops, c)))
                 del alpha, rgb
+            # The floor: the true alpha, the photo's own colours where the subject is fully
+            # opaque and the true colours everywhere else. No method that keeps an opaque pixel's
+            # colour as photographed (its sensor noise included) can score below its colour error.
+            photo = np.asarray(Image.open(image).convert("RGB"))[band].astype(np.float32) / 255.0
+            opaque = (truth.a_band >= 1.0 - 1e-6)[:, None]
+            row["floor"] = metrics(truth, alpha_true, np.where(opaque, photo, truth.F_band))
+            del photo, opaque
             if with_pymatting and pm_fail is None:
                 pm, why = run_child("_pymatting", ["--image", image, "--trimap", trimap_path, "--out", out / "pymatting"],
                                     args.pymatting_timeout, args.pymatting_mem_gb)
@@ -796,6 +808,9 @@ def summarize(results, size, stand_in, label):
         if "matting" in mean and off_name in mean:
             print(f"  matting/off: SAD {mean['matting']['sad'] / max(mean[off_name]['sad'], 1e-9):.2f} (goal <= 0.70), "
                   f"colour {mean['matting']['colour'] / max(mean[off_name]['colour'], 1e-9):.2f} (goal <= 0.40)")
+        if "floor" in mean and off_name in mean:
+            print(f"  floor/off: colour {mean['floor']['colour'] / max(mean[off_name]['colour'], 1e-9):.2f} "
+                  "(no method that keeps opaque pixels' photographed colours scores lower)")
         summary[str(coarse)] = {"mean": mean, "per_scene": per_scene, "checks": checks}
     return summary
 
@@ -949,8 +964,7 @@ def speed(args):
     res["rembg_alpha_matting"] = am if am else {"failed": why_am}
 
     # Report.
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "?")
+    model = cpu_model()
     res["cpu"] = {"model": model, "cores": os.cpu_count()}
     print(f"\n== speed: {model}, {os.cpu_count()} cores")
     st = ours["bench"].get("stages_median_ms", {})

@@ -36,6 +36,8 @@ from PIL import Image
 from rembg import new_session, remove
 from skimage import data
 
+from benchlib import cpu_model
+
 
 def median_ms(fn, warmup, iters):
     for _ in range(warmup):
@@ -57,13 +59,6 @@ def make_photo(path: pathlib.Path):
     rng = np.random.default_rng(0)
     arr = np.asarray(img).astype(np.int16) + rng.normal(0, 4, (3000, 4000, 3)).astype(np.int16)
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path, quality=92)
-
-
-def cpu_model():
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 NOISY_SOURCES = ["chelsea", "astronaut", "coffee", "rocket", "cat", "immunohistochemistry"]

@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: peak GPU memory around a command, and timing a PyTorch
-forward pass the way the reference runs it. Imports nothing heavy at module level, so scripts
+"""What the benchmark scripts share: the CPU they ran on, peak GPU memory around a command, and
+timing a PyTorch forward pass the way the reference runs it. Imports nothing heavy at module level, so scripts
 that never touch PyTorch (scripts/gpu_kit.py on a machine without it) can use it too."""
 
 import shutil
@@ -7,6 +7,32 @@ import statistics
 import subprocess
 import threading
 import time
+
+
+def cpu_model():
+    """The CPU as the README's table of machines names it: `lscpu`'s model name, which is
+    often only "AMD EPYC" or "Intel Xeon" in a virtual machine, with its family and model
+    numbers (which tell the generations apart) and the widest vectors it has, e.g.
+    "AMD EPYC (family 23 model 1; AVX2, no AVX-512)"."""
+    info = {}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        out = ""
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    name = info.get("Model name", "unknown")
+    flags = set(info.get("Flags", "").split())
+    if "avx512f" in flags:
+        width = "AVX-512"
+    elif "avx2" in flags:
+        width = "AVX2, no AVX-512"
+    else:
+        width = "no AVX2"
+    family, model = info.get("CPU family"), info.get("Model")
+    generation = f"family {family} model {model}; " if family and model else ""
+    return f"{name} ({generation}{width})"
 
 
 class GpuMemory:
