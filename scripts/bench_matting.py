@@ -35,6 +35,10 @@ No registry ships pet photos with ground-truth mattes, so the quality part makes
    true alpha with the photo's own colours where the subject is fully opaque (true alpha 1) and
    the true colours everywhere else, the lowest colour error any method can score that keeps an
    opaque pixel's colour as photographed, sensor noise and all (what every cut-out tool does).
+   A row `exact-α` is the product's `foreground` refinement (the required colour estimation,
+   Germer et al.'s multi-level method) handed the true alpha as its mask: the colour error the
+   estimation itself scores when alpha is exactly right, the bound on what any matting can
+   bring the colour goal to.
 4. Speed, one run (--skip-speed to leave out): a 12 MP phone-like JPEG (the chelsea cat
    upscaled to 4000x3000, or --speed-size; Gaussian noise sigma 4, quality 92). The model's
    mask (`remove --refine off --type mask`) is shrunk to 320x320 as the model's own map, so
@@ -745,6 +749,18 @@ def evaluate(args, size, scene_names, with_pymatting, pictures):
             opaque = (truth.a_band >= 1.0 - 1e-6)[:, None]
             row["floor"] = metrics(truth, alpha_true, np.where(opaque, photo, truth.F_band))
             del photo, opaque
+            # The estimator's own limit: `foreground` (Germer et al.'s multi-level estimation, as
+            # the product runs it) handed the true alpha as its mask. Whatever alpha a matting
+            # method finds, the required colour estimation scores no better than this on average.
+            if not stand_in:
+                exact = d / "alpha_exact.png"
+                if not exact.exists():
+                    Image.fromarray(np.round(alpha_true * 255).astype(np.uint8), mode="L").save(exact)
+                p = out / "exact-alpha.png"
+                gpu(binary, "remove", image, "-o", p, "--mask", exact, "--refine", "foreground", "--type", "rgba")
+                alpha, rgb = read_rgba(p)
+                row["exact-α"] = metrics(truth, alpha, rgb[band].astype(np.float32) / 255.0)
+                del alpha, rgb
             if with_pymatting and pm_fail is None:
                 pm, why = run_child("_pymatting", ["--image", image, "--trimap", trimap_path, "--out", out / "pymatting"],
                                     args.pymatting_timeout, args.pymatting_mem_gb)
@@ -811,6 +827,9 @@ def summarize(results, size, stand_in, label):
         if "floor" in mean and off_name in mean:
             print(f"  floor/off: colour {mean['floor']['colour'] / max(mean[off_name]['colour'], 1e-9):.2f} "
                   "(no method that keeps opaque pixels' photographed colours scores lower)")
+        if "exact-α" in mean and off_name in mean:
+            print(f"  exact-α/off: colour {mean['exact-α']['colour'] / max(mean[off_name]['colour'], 1e-9):.2f} "
+                  "(the foreground estimation handed the true alpha: what the colour goal asks of it at best)")
         summary[str(coarse)] = {"mean": mean, "per_scene": per_scene, "checks": checks}
     return summary
 
