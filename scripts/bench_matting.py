@@ -710,6 +710,17 @@ def evaluate(args, size, scene_names, with_pymatting, pictures):
         fg_true = np.asarray(Image.open(d / "fg.png").convert("RGB"))
         truth_tiles = composite_tiles(alpha_true, fg_true, crops, c)
         del fg_true
+        # The estimator's own limit: `foreground` (Germer et al.'s multi-level estimation, as the
+        # product runs it) handed the true alpha as its mask, made once per scene and scored over
+        # each coarse mask's band. Whatever alpha a matting method finds, the required colour
+        # estimation scores no better than this on average.
+        exact_rgba = None
+        if not stand_in:
+            exact = d / "alpha_exact.png"
+            Image.fromarray(np.round(alpha_true * 255).astype(np.uint8), mode="L").save(exact)
+            p = d / "exact-alpha.png"
+            gpu(binary, "remove", image, "-o", p, "--mask", exact, "--refine", "foreground", "--type", "rgba")
+            exact_rgba = read_rgba(p)
         for coarse in COARSE_SIZES:
             out = d / f"c{coarse}"
             out.mkdir(exist_ok=True)
@@ -749,18 +760,8 @@ def evaluate(args, size, scene_names, with_pymatting, pictures):
             opaque = (truth.a_band >= 1.0 - 1e-6)[:, None]
             row["floor"] = metrics(truth, alpha_true, np.where(opaque, photo, truth.F_band))
             del photo, opaque
-            # The estimator's own limit: `foreground` (Germer et al.'s multi-level estimation, as
-            # the product runs it) handed the true alpha as its mask. Whatever alpha a matting
-            # method finds, the required colour estimation scores no better than this on average.
-            if not stand_in:
-                exact = d / "alpha_exact.png"
-                if not exact.exists():
-                    Image.fromarray(np.round(alpha_true * 255).astype(np.uint8), mode="L").save(exact)
-                p = out / "exact-alpha.png"
-                gpu(binary, "remove", image, "-o", p, "--mask", exact, "--refine", "foreground", "--type", "rgba")
-                alpha, rgb = read_rgba(p)
-                row["exact-α"] = metrics(truth, alpha, rgb[band].astype(np.float32) / 255.0)
-                del alpha, rgb
+            if exact_rgba is not None:
+                row["exact-α"] = metrics(truth, exact_rgba[0], exact_rgba[1][band].astype(np.float32) / 255.0)
             if with_pymatting and pm_fail is None:
                 pm, why = run_child("_pymatting", ["--image", image, "--trimap", trimap_path, "--out", out / "pymatting"],
                                     args.pymatting_timeout, args.pymatting_mem_gb)
@@ -783,7 +784,7 @@ def evaluate(args, size, scene_names, with_pymatting, pictures):
             if pictures:
                 save_sheet(pathlib.Path(args.out) / f"{name}-c{coarse}-{size[0]}x{size[1]}.png", cols, c,
                            f"{name}, coarse {coarse}x{coarse}, {size[0]}x{size[1]}; each crop over a checkerboard, then dark grey")
-        del alpha_true
+        del alpha_true, exact_rgba
     return results, pm_fail
 
 
