@@ -144,6 +144,39 @@ fn bad_arguments_are_refused_clearly() {
     assert!(String::from_utf8_lossy(&result.stderr).contains("outside 0..1"));
 }
 
+/// `bench` times the model at TARGET_SIZE when one is given (U²-Netp too: the GPU kit profiles
+/// lavapipe at 128²), and refuses a side that is not a multiple of 32.
+#[test]
+fn bench_times_the_side_asked_for() {
+    let result = output(gpu_server().args([
+        "bench",
+        "--target-size",
+        "64",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+    ]));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(json["model"], "u2netp", "{json}");
+    assert_eq!(json["side"], 64, "{json}");
+    assert!(
+        json["median_ms_per_image"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
+
+    let result = output(gpu_server().args(["bench", "--target-size", "100", "--iters", "1"]));
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("multiple of 32"), "{stderr}");
+}
+
 #[test]
 fn names_with_dots_keep_their_stem_and_collisions_are_reported() {
     let input = scratch("cli-dots-in");

@@ -330,7 +330,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let seg = args.model.segmenter()?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
-    let side = args.model.model.input_size();
+    // The side the model is fed: TARGET_SIZE under a static resize (for U²-Netp too: any side
+    // that is a multiple of 32 runs, as the GPU kit's profile on lavapipe uses), else the
+    // model's own.
+    let side = match seg.resize() {
+        crate::model::inspyrenet::Resize::Static { side } => side,
+        crate::model::inspyrenet::Resize::Dynamic => args.model.model.input_size(),
+    };
     let n = (side * side * 3) as usize;
     // A deterministic, non-constant input; timing does not depend on the values.
     let input: Vec<f32> = (0..n)
@@ -351,6 +357,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "backend": seg.backend(),
             "cpu_kernels": crate::model::cpu::Kernels::current().name(),
             "precision": seg.precision(),
+            "side": side,
             "batch": batch.len(),
             "load_ms": load_ms,
             "median_ms_per_image": per(median),

@@ -62,6 +62,7 @@ pub struct ModelArgs {
     #[arg(long = "resize", env = "INSPIRENET_RESIZE", default_value = "static")]
     pub inspirenet_resize: String,
     /// InSPyReNet's static input side. Default: the mode's base size (1024 base, 384 fast).
+    /// `bench` times any model at this side (U²-Netp's default: 320).
     #[arg(long, env = "TARGET_SIZE")]
     pub target_size: Option<u32>,
     /// Float precision of inference: `f32`, or `f16` (half the weights' memory; meant for GPUs,
