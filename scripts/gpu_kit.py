@@ -432,8 +432,8 @@ def step_u2netp_parity(run, s):
     fixtures = run.repo / "tests/fixtures/u2netp"
     ort = json.loads((fixtures / "reference.json").read_text())["onnxruntime"]
     s.data["reference"] = f"rembg's masks on onnxruntime {ort} (tests/fixtures/u2netp, scripts/generate_reference.py)"
-    # On lavapipe one pass takes minutes on a slow CPU (165 s on a 2-core Zen 1), and the f16 pass
-    # there is already the CPU tests' (`half_precision_map_stays_close_to_onnxruntime_on_vulkan`):
+    # On lavapipe a 320² pass takes minutes on a slow CPU (165 s on a 2-core Zen 1), and f16 there
+    # is checked by the CPU tests (`half_precision_map_stays_close_to_the_cpu_on_vulkan`, at 96²):
     # locally the kit checks its own loop on the production precision only.
     precisions = ["f32"] if run.local else ["f32", "f16"]
     mask_parity(run, s, "u2netp", precisions, names, lambda n, prec: [("f32", fixtures / f"{n}.mask.png")])
